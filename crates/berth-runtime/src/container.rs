@@ -1,0 +1,400 @@
+//! The lifecycle operations of the runtime spec: create, start, state, kill, delete, list.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::Serialize;
+
+use crate::error::{Context, Error, Result};
+use crate::hooks::{self, HookPhase};
+use crate::init::{self, InitContext};
+use crate::namespaces::{clone_init, ChildOnlyNamespaces, NamespacePlan};
+use crate::spec::Bundle;
+use crate::state::{self, ContainerRecord, StateDir, Status};
+use crate::sync::{self, FromInit, ToInit};
+
+/// Options of `create` (and `run`), as runc's flags.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// `--console-socket`.
+    pub console_socket: Option<PathBuf>,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--no-new-keyring`.
+    pub no_new_keyring: bool,
+    /// `--preserve-fds`.
+    pub preserve_fds: i32,
+}
+
+/// The OCI state of a container, with runc's extra fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerState {
+    /// Runtime spec version.
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    /// Container id.
+    pub id: String,
+    /// Host pid of the init (0 once stopped).
+    pub pid: i32,
+    /// Current status.
+    pub status: Status,
+    /// Bundle path.
+    pub bundle: PathBuf,
+    /// Root filesystem path.
+    pub rootfs: PathBuf,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Owner (user name of the creator).
+    pub owner: String,
+    /// Annotations of the config.
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: HashMap<String, String>,
+}
+
+/// A runtime rooted at a state directory (runc's `--root`).
+pub struct Runtime {
+    root: PathBuf,
+}
+
+impl Runtime {
+    /// A runtime keeping its state under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime { root: root.into() }
+    }
+
+    /// The state directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Create a container: its init is set up and waits for `start`. Returns the init's pid.
+    ///
+    /// The caller must be single-threaded (the init is forked from it).
+    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<i32> {
+        state::validate_id(id)?;
+        let bundle = Bundle::load(&opts.bundle)?;
+        refuse_unimplemented(&bundle.spec)?;
+        let dir = StateDir::create(&self.root, id)?;
+        let mut cgroup = None;
+        match self.create_in(&dir, id, &bundle, opts, &mut cgroup) {
+            Ok(pid) => Ok(pid),
+            Err(e) => {
+                if let Some(cg) = cgroup {
+                    if let Err(ce) = crate::cgroup::ContainerCgroup::from_paths(cg).destroy() {
+                        tracing::warn!("container {id:?}: remove cgroup after failed create: {ce}");
+                    }
+                }
+                if let Err(re) = dir.remove() {
+                    tracing::warn!("container {id:?}: remove state after failed create: {re}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in(
+        &self,
+        dir: &StateDir,
+        id: &str,
+        bundle: &Bundle,
+        opts: &CreateOptions,
+        cgroup_out: &mut Option<HashMap<String, PathBuf>>,
+    ) -> Result<i32> {
+        let spec = &bundle.spec;
+        let linux = spec.linux().as_ref();
+        let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is required".into()))?;
+        dir.save_config(spec)?;
+
+        let terminal = process.terminal().unwrap_or(false);
+        let console = match (&opts.console_socket, terminal) {
+            (Some(p), true) => Some(crate::console::connect_socket(p)?),
+            (None, true) => {
+                return Err(Error::InvalidConfig(
+                    "process.terminal is set: --console-socket is required".into(),
+                ))
+            }
+            (Some(_), false) => {
+                return Err(Error::InvalidConfig(
+                    "--console-socket given but process.terminal is false".into(),
+                ))
+            }
+            (None, false) => None,
+        };
+
+        let fifo_path = dir.fifo_path();
+        nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .with_context(|| format!("create exec fifo {}", fifo_path.display()))?;
+        // O_RDWR never blocks on a fifo; the init's read then blocks until `start` writes.
+        let fifo: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo_path)
+            .with_context(|| format!("open exec fifo {}", fifo_path.display()))?
+            .into();
+
+        let plan = NamespacePlan::from_spec(linux)?;
+        let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
+        let mut cgroup = crate::cgroup::ContainerCgroup::for_new(cgroups_path, id)?;
+        let (parent_sock, init_sock) = sync::pair()?;
+
+        let child = {
+            let _guard = ChildOnlyNamespaces::enter(&plan, linux)?;
+            let cg_fd = cgroup.clone_into_fd();
+            clone_init(plan.clone_flags(), cg_fd.as_ref().map(|f| f.as_raw_fd()))?
+        };
+        let Some(child) = child else {
+            drop(parent_sock);
+            init::run(
+                InitContext {
+                    id,
+                    bundle: &bundle.path,
+                    rootfs: &bundle.rootfs,
+                    spec,
+                    namespaces: &plan,
+                    fifo,
+                    console,
+                    no_pivot: opts.no_pivot,
+                    no_new_keyring: opts.no_new_keyring,
+                    preserve_fds: opts.preserve_fds,
+                },
+                init_sock,
+            );
+        };
+        drop(init_sock);
+        drop(fifo);
+        drop(console);
+        let kill_child = |e: Error| {
+            kill_and_reap(&child.pidfd, child.pid);
+            e
+        };
+
+        let mut setup = || -> Result<()> {
+            if plan.creates(LinuxNamespaceType::User) {
+                crate::namespaces::write_id_maps(child.pid, linux)?;
+            }
+            cgroup.apply(child.pid)?;
+            *cgroup_out = Some(cgroup.paths());
+            if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
+                cgroup.set(res)?;
+            }
+            parent_sock.send(&ToInit::Go { host_pid: child.pid })?;
+            loop {
+                match parent_sock.recv::<FromInit>()? {
+                    Some(FromInit::RunCreateRuntimeHooks) => {
+                        if let Some(h) = spec.hooks().as_ref() {
+                            let st = init::hook_state(id, child.pid, &bundle.path, spec, "creating");
+                            hooks::run(HookPhase::Prestart, h.prestart().as_deref().unwrap_or(&[]), &st)?;
+                            hooks::run(HookPhase::CreateRuntime, h.create_runtime().as_deref().unwrap_or(&[]), &st)?;
+                        }
+                        parent_sock.send(&ToInit::HooksDone)?;
+                    }
+                    Some(FromInit::Ready) => return Ok(()),
+                    Some(FromInit::Error(msg)) => return Err(Error::Init(msg)),
+                    None => return Err(Error::Init("the init exited during setup".into())),
+                }
+            }
+        };
+        setup().map_err(kill_child)?;
+
+        let record = ContainerRecord {
+            id: id.to_string(),
+            pid: child.pid,
+            pid_start_time: state::process_start_time(child.pid)
+                .ok_or_else(|| kill_child(Error::Init("the init exited after setup".into())))?,
+            bundle: bundle.path.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: crate::time::now_rfc3339(),
+            owner: owner_name(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroup_paths: cgroup.paths(),
+        };
+        dir.save(&record).map_err(kill_child)?;
+        if let Some(p) = &opts.pid_file {
+            state::write_atomic(p, child.pid.to_string().as_bytes()).map_err(kill_child)?;
+        }
+        Ok(child.pid)
+    }
+
+    /// Start a created container: release its init from the exec fifo, then poststart hooks.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let dir = StateDir::open(&self.root, id)?;
+        let record = dir.load()?;
+        match state::derive_status(&dir, &record) {
+            Status::Created => {}
+            Status::Stopped => return Err(wrong(id, "cannot start a container that has stopped")),
+            s => return Err(wrong(id, &format!("cannot start an already {s} container"))),
+        }
+        let fifo = dir.fifo_path();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .map_err(|e| wrong(id, &format!("the init is not waiting for start: {e}")))?;
+        use std::io::Write;
+        (&f).write_all(&[0]).with_context(|| format!("write exec fifo {}", fifo.display()))?;
+        drop(f);
+        std::fs::remove_file(&fifo).with_context(|| format!("remove exec fifo {}", fifo.display()))?;
+        let spec = dir.load_config()?;
+        if let Some(h) = spec.hooks().as_ref() {
+            let st = init::hook_state(id, record.pid, &record.bundle, &spec, "running");
+            hooks::run(HookPhase::Poststart, h.poststart().as_deref().unwrap_or(&[]), &st)?;
+        }
+        Ok(())
+    }
+
+    /// The state of a container.
+    pub fn state(&self, id: &str) -> Result<ContainerState> {
+        let dir = StateDir::open(&self.root, id)?;
+        let record = dir.load()?;
+        Ok(view(&dir, record))
+    }
+
+    /// The states of every container under the root.
+    pub fn list(&self) -> Result<Vec<ContainerState>> {
+        let mut out = Vec::new();
+        for id in state::list_ids(&self.root)? {
+            match self.state(&id) {
+                Ok(s) => out.push(s),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Send `signal` to the init, or with `all` to every process of the container.
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let dir = StateDir::open(&self.root, id)?;
+        let record = dir.load()?;
+        if state::derive_status(&dir, &record) == Status::Stopped {
+            return Err(wrong(id, "container not running"));
+        }
+        if all && crate::cgroup::ContainerCgroup::from_paths(record.cgroup_paths.clone()).kill_all(signal)? {
+            return Ok(());
+        }
+        let pidfd = open_pidfd(&record).ok_or_else(|| wrong(id, "container not running"))?;
+        send_signal(&pidfd, signal).with_context(|| format!("signal container {id:?}"))
+    }
+
+    /// Delete a container: kill what remains (a running one only with `force`), remove its
+    /// cgroup and state, then run the poststop hooks.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let dir = StateDir::open(&self.root, id)?;
+        let record = dir.load()?;
+        let status = state::derive_status(&dir, &record);
+        if matches!(status, Status::Running | Status::Paused) && !force {
+            return Err(wrong(id, &format!("cannot delete container that is not stopped: {status}")));
+        }
+        let spec = dir.load_config().ok();
+        let cgroup = crate::cgroup::ContainerCgroup::from_paths(record.cgroup_paths.clone());
+        if status != Status::Stopped {
+            if let Some(pidfd) = open_pidfd(&record) {
+                kill_and_wait(&pidfd);
+            }
+        }
+        // Removes every remaining process of the container too (e.g. exec'd ones).
+        cgroup.destroy()?;
+        dir.remove()?;
+        if let Some(h) = spec.as_ref().and_then(|s| s.hooks().as_ref()) {
+            let st = init::hook_state(id, 0, &record.bundle, spec.as_ref().unwrap_or(&Spec::default()), "stopped");
+            hooks::run(HookPhase::Poststop, h.poststop().as_deref().unwrap_or(&[]), &st)?;
+        }
+        Ok(())
+    }
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+fn wrong(id: &str, message: &str) -> Error {
+    Error::WrongState { id: id.to_string(), message: message.to_string() }
+}
+
+fn view(dir: &StateDir, record: ContainerRecord) -> ContainerState {
+    let status = state::derive_status(dir, &record);
+    ContainerState {
+        oci_version: crate::spec::OCI_VERSION.to_string(),
+        id: record.id,
+        pid: if status == Status::Stopped { 0 } else { record.pid },
+        status,
+        bundle: record.bundle,
+        rootfs: record.rootfs,
+        created: record.created,
+        owner: record.owner,
+        annotations: record.annotations,
+    }
+}
+
+/// A pidfd on the recorded init, if it is still the same process.
+fn open_pidfd(record: &ContainerRecord) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, record.pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a new pidfd owned by nobody else.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    // Checked after opening the pidfd, so the pid cannot be reused in between.
+    (state::process_start_time(record.pid) == Some(record.pid_start_time)).then_some(fd)
+}
+
+fn send_signal(pidfd: &OwnedFd, signal: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal with a valid pidfd and no siginfo.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, 0usize, 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// SIGKILL a process through its pidfd and wait (up to 10 s) until it is gone.
+fn kill_and_wait(pidfd: &OwnedFd) {
+    let _ = send_signal(pidfd, libc::SIGKILL);
+    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, 10_000) };
+}
+
+/// Kill and reap our own child after a failed create.
+fn kill_and_reap(pidfd: &OwnedFd, pid: i32) {
+    let _ = send_signal(pidfd, libc::SIGKILL);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+}
+
+fn owner_name() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// Until seccomp and LSM labels are implemented, a config that asks for them fails.
+fn refuse_unimplemented(spec: &Spec) -> Result<()> {
+    if let Some(linux) = spec.linux().as_ref() {
+        if linux.seccomp().is_some() {
+            return Err(Error::Unsupported("linux.seccomp is not implemented yet".into()));
+        }
+        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
+            return Err(Error::Unsupported("linux.mountLabel (SELinux) is not implemented yet".into()));
+        }
+        if linux.intel_rdt().is_some() {
+            return Err(Error::Unsupported("linux.intelRdt".into()));
+        }
+    }
+    if let Some(p) = spec.process().as_ref() {
+        if p.apparmor_profile().as_ref().is_some_and(|l| !l.is_empty()) {
+            return Err(Error::Unsupported("process.apparmorProfile is not implemented yet".into()));
+        }
+        if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) {
+            return Err(Error::Unsupported("process.selinuxLabel is not implemented yet".into()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! Typed messages between the runtime (parent) and the container's init, over a
+//! SOCK_SEQPACKET socketpair so that each message keeps its boundaries.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Error, Result};
+
+/// Parent → init.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToInit {
+    /// Id maps and cgroup are in place; `host_pid` is the init's pid in the runtime's namespace.
+    Go {
+        /// The init's pid as the host sees it.
+        host_pid: i32,
+    },
+    /// The createRuntime hooks have run.
+    HooksDone,
+}
+
+/// Init → parent.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromInit {
+    /// Mounts are prepared, before pivot_root: run the createRuntime hooks now.
+    RunCreateRuntimeHooks,
+    /// Everything is set up; the init waits on the exec fifo.
+    Ready,
+    /// Setup failed; the init exits.
+    Error(String),
+}
+
+/// One end of the sync socketpair.
+pub struct SyncSocket(OwnedFd);
+
+/// Make a connected pair (parent end, init end), close-on-exec.
+pub fn pair() -> Result<(SyncSocket, SyncSocket)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two fds into the array we pass.
+    let rc = unsafe {
+        libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("socketpair");
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    unsafe { Ok((SyncSocket(OwnedFd::from_raw_fd(fds[0])), SyncSocket(OwnedFd::from_raw_fd(fds[1])))) }
+}
+
+impl SyncSocket {
+    /// Raw fd, for keeping it open across fd cleanup.
+    pub fn raw(&self) -> i32 {
+        self.0.as_raw_fd()
+    }
+
+    /// Send one message.
+    pub fn send<T: Serialize>(&self, msg: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(msg).map_err(|e| Error::Init(format!("encode sync message: {e}")))?;
+        loop {
+            // SAFETY: the buffer is valid for its length.
+            let n = unsafe { libc::send(self.raw(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e).context("send sync message");
+            }
+        }
+    }
+
+    /// Receive one message; `Ok(None)` when the other side has closed.
+    pub fn recv<T: for<'de> Deserialize<'de>>(&self) -> Result<Option<T>> {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            // SAFETY: the buffer is valid for its length.
+            let n = unsafe { libc::recv(self.raw(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n == 0 {
+                return Ok(None);
+            }
+            if n > 0 {
+                let msg = serde_json::from_slice(&buf[..n as usize])
+                    .map_err(|e| Error::Init(format!("decode sync message: {e}")))?;
+                return Ok(Some(msg));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e).context("receive sync message");
+            }
+        }
+    }
+}
