@@ -1,0 +1,139 @@
+//! Finding `process.args[0]` and replacing the init with it.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The PATH used when the process environment has none (runc's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Resolve `args0` like runc (Go's `exec.LookPath`) with the PATH of `env`.
+///
+/// A name with a '/' is checked as is; otherwise each absolute PATH entry is tried in order
+/// (empty and relative entries are skipped, as Go refuses results relative to the cwd).
+pub fn resolve_executable(args0: &str, env: &[String]) -> Result<PathBuf> {
+    if args0.is_empty() {
+        return Err(Error::InvalidConfig("exec: process.args[0] is empty".into()));
+    }
+    if args0.contains('/') {
+        let path = PathBuf::from(args0);
+        return check_executable(&path)
+            .map(|()| path)
+            .map_err(|why| Error::InvalidConfig(format!("exec: {args0:?}: {why}")));
+    }
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    // Like Go's LookPath, a candidate that exists but cannot be executed is skipped.
+    for dir in path_var.split(':').filter(|d| d.starts_with('/')) {
+        let candidate = Path::new(dir).join(args0);
+        if check_executable(&candidate).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::InvalidConfig(format!("exec: {args0:?}: executable file not found in $PATH")))
+}
+
+/// A regular (or symlinked-to-regular) file that the effective ids may execute.
+fn check_executable(path: &Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "is a directory"));
+    }
+    if meta.mode() & 0o111 == 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+    }
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let rc = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) };
+    if rc == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn cstrings(what: &str, items: &[String]) -> Result<Vec<CString>> {
+    items
+        .iter()
+        .map(|s| {
+            CString::new(s.as_bytes())
+                .map_err(|_| Error::InvalidConfig(format!("{what} entry {s:?} contains a NUL byte")))
+        })
+        .collect()
+}
+
+/// execve(path, args, env); it only returns on failure, with the error.
+pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
+    let prepared = (|| -> Result<(CString, Vec<CString>, Vec<CString>)> {
+        let p = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::InvalidConfig(format!("exec path {path:?} contains a NUL byte")))?;
+        Ok((p, cstrings("process.args", args)?, cstrings("process.env", env)?))
+    })();
+    let (p, argv, envp) = match prepared {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    match nix::unistd::execve(&p, &argv, &envp) {
+        Err(source) => Error::Sys { context: format!("exec {}", path.display()), source },
+        Ok(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn write_file(path: &Path, mode: u32) {
+        std::fs::write(path, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn resolve_searches_path_entries_in_order() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        write_file(&a.path().join("tool"), 0o644);
+        write_file(&b.path().join("tool"), 0o755);
+        let env = vec![format!("PATH={}:{}", a.path().display(), b.path().display())];
+        assert_eq!(resolve_executable("tool", &env).unwrap(), b.path().join("tool"));
+    }
+
+    #[test]
+    fn resolve_reports_missing_names_like_runc() {
+        let d = tempfile::tempdir().unwrap();
+        let env = vec![format!("PATH={}", d.path().display())];
+        let err = resolve_executable("foo", &env).unwrap_err().to_string();
+        assert!(err.contains(r#"exec: "foo": executable file not found in $PATH"#), "{err}");
+    }
+
+    #[test]
+    fn resolve_uses_the_default_path_without_a_path_variable() {
+        assert_eq!(resolve_executable("sh", &["HOME=/".into()]).unwrap().file_name().unwrap(), "sh");
+    }
+
+    #[test]
+    fn resolve_checks_names_with_a_slash_directly() {
+        let d = tempfile::tempdir().unwrap();
+        let exe = d.path().join("run");
+        write_file(&exe, 0o755);
+        assert_eq!(resolve_executable(exe.to_str().unwrap(), &[]).unwrap(), exe);
+        assert!(resolve_executable(d.path().join("absent").to_str().unwrap(), &[]).is_err());
+        assert!(resolve_executable(d.path().to_str().unwrap(), &[]).is_err());
+        let plain = d.path().join("plain");
+        write_file(&plain, 0o644);
+        assert!(resolve_executable(plain.to_str().unwrap(), &[]).is_err());
+    }
+
+    #[test]
+    fn exec_with_a_nul_in_args_returns_an_error_without_exec() {
+        let e = exec(Path::new("/bin/true"), &["a\0b".into()], &[]);
+        assert!(e.to_string().contains("NUL"), "{e}");
+    }
+}
