@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Runtime start benchmark: `run` of /bin/true on the same busybox bundle, alternating
+berth-runtime, runc and crun (and youki if installed), N runs each. Prints the median and
+p90 wall time, the median peak RSS of the runtime process, and ratios against berth.
+
+Usage: bench/runtime-bench.py [--runs N] [--profile plain|limits] [--berth PATH]
+  plain:  no cgroup resources, no seccomp (the runtime's own path)
+  limits: memory + pids limits and a docker-default-sized seccomp profile
+"""
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+def build_bundle(base, profile, spec_from):
+    bundle = os.path.join(base, "bundle")
+    rootfs = os.path.join(bundle, "rootfs")
+    for d in ["bin", "proc", "sys", "dev", "etc", "tmp"]:
+        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
+    shutil.copy("/bin/busybox", os.path.join(rootfs, "bin/busybox"))
+    for a in ["sh", "true"]:
+        os.symlink("busybox", os.path.join(rootfs, "bin", a))
+    subprocess.run([spec_from, "spec", "--bundle", bundle], check=True)
+    with open(os.path.join(bundle, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["/bin/true"]
+    cfg["linux"].pop("resources", None)
+    if profile == "limits":
+        cfg["linux"]["resources"] = {"memory": {"limit": 256 * 1024 * 1024}, "pids": {"limit": 100}}
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "seccomp-default.json")) as f:
+            cfg["linux"]["seccomp"] = json.load(f)
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    return bundle
+
+def one_run(binary, root, bundle, cid):
+    t0 = time.perf_counter()
+    p = subprocess.Popen([binary, "--root", root, "run", "--bundle", bundle, cid],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    if status != 0:
+        raise RuntimeError(f"{binary} run failed ({status}): {err}")
+    return dt * 1000.0, ru.ru_maxrss
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--profile", default="plain", choices=["plain", "limits"])
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--berth", default=os.path.join(here, "..", "target", "release", "berth-runtime"))
+    args = ap.parse_args()
+    berth = os.path.abspath(args.berth)
+    runtimes = [("berth-runtime", berth)]
+    for name in ["crun", "runc", "youki"]:
+        path = shutil.which(name)
+        if path:
+            runtimes.append((name, path))
+    base = tempfile.mkdtemp(prefix="berth-bench-")
+    try:
+        bundle = build_bundle(base, args.profile, berth)
+        samples = {n: [] for n, _ in runtimes}
+        rss = {n: [] for n, _ in runtimes}
+        for name, binary in runtimes:  # warm-up, not measured
+            one_run(binary, os.path.join(base, "root-" + name), bundle, f"warm-{name}")
+        for i in range(args.runs):
+            for name, binary in runtimes:
+                ms, kb = one_run(binary, os.path.join(base, "root-" + name), bundle, f"b{i}-{name}")
+                samples[name].append(ms)
+                rss[name].append(kb)
+        med = {n: statistics.median(v) for n, v in samples.items()}
+        print(f"runtime `run /bin/true`, profile={args.profile}, {args.runs} alternating runs each")
+        print(f"{'runtime':<14}{'median ms':>10}{'p90 ms':>9}{'peak RSS KiB':>14}{'berth/this':>12}")
+        for name, _ in runtimes:
+            v = sorted(samples[name])
+            p90 = v[min(len(v) - 1, int(len(v) * 0.9))]
+            ratio = med["berth-runtime"] / med[name]
+            print(f"{name:<14}{med[name]:>10.2f}{p90:>9.2f}{statistics.median(rss[name]):>14.0f}{ratio:>12.2f}")
+    finally:
+        subprocess.run(["umount", "-R", base], stderr=subprocess.DEVNULL)
+        shutil.rmtree(base, ignore_errors=True)
+
+if __name__ == "__main__":
+    main()
