@@ -1,0 +1,84 @@
+//! `cgroup` mounts.
+//!
+//! On a pure cgroup v2 host: a cgroup2 mount (the container's cgroup namespace makes its own
+//! cgroup the root of it); in a user namespace without a cgroup namespace, where mounting
+//! cgroup2 is refused, the host's /sys/fs/cgroup is bound recursively instead.
+//! On a v1 or hybrid host berth needs a cgroup namespace: a tmpfs at the destination, and in it
+//! one `cgroup` mount per hierarchy of /proc/self/cgroup (`-o <controllers>`, `none,name=X` for
+//! named ones, cgroup2 at `unified`), plus runc's `cpu` → `cpu,cpuacct` style symlinks. runc
+//! binds the container's cgroup directories instead when there is no cgroup namespace; berth
+//! reports that case as unsupported.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use super::mount_fd::set_attr;
+use super::mounts::{bind_mount, mount_err, new_fs_mount, MountEnv};
+use super::options::MountOptions;
+use crate::error::{Error, Result};
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+fn host_is_pure_v2() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
+}
+
+/// Mount a `cgroup` (or `cgroup2`) entry of the spec at `dest`.
+pub fn mount_cgroup(env: &MountEnv, dest: &Path, typ: &str, opts: &MountOptions) -> Result<()> {
+    if host_is_pure_v2() || typ == "cgroup2" {
+        return match new_fs_mount(env, dest, Path::new("cgroup2"), "cgroup2", opts) {
+            Ok(_) => Ok(()),
+            Err(Error::Mount { message, .. })
+                if env.in_user_ns && (message.contains("EPERM") || message.contains("EBUSY")) =>
+            {
+                let mut o = opts.clone();
+                o.flags |= libc::MS_BIND | libc::MS_REC;
+                bind_mount(env, dest, Path::new("/sys/fs/cgroup"), &o)
+            }
+            Err(e) => Err(e),
+        };
+    }
+    if !env.cgroupns {
+        return Err(Error::Unsupported(format!(
+            "mount {}: cgroup v1 mounts need a cgroup namespace in berth",
+            dest.display()
+        )));
+    }
+    let tmpfs_opts = MountOptions {
+        flags: opts.mount_flags() & !libc::MS_RDONLY,
+        data: vec!["mode=755".into()],
+        ..MountOptions::default()
+    };
+    let tmpfs = new_fs_mount(env, dest, Path::new("tmpfs"), "tmpfs", &tmpfs_opts)?;
+    let table = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| mount_err(dest, format!("read /proc/self/cgroup: {e}")))?;
+    for line in table.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls)) = (parts.next(), parts.next()) else { continue };
+        let (sub, fstype, data) = if ctrls.is_empty() {
+            ("unified".to_string(), "cgroup2", String::new())
+        } else if let Some(name) = ctrls.strip_prefix("name=") {
+            (name.to_string(), "cgroup", format!("none,{ctrls}"))
+        } else {
+            (ctrls.to_string(), "cgroup", ctrls.to_string())
+        };
+        if sub.is_empty() || sub.contains('/') || sub == "." || sub == ".." {
+            continue;
+        }
+        let o = MountOptions { flags: opts.mount_flags(), data: vec![data], ..MountOptions::default() };
+        new_fs_mount(env, &dest.join(&sub), Path::new("cgroup"), fstype, &o)?;
+        if sub.contains(',') && !sub.starts_with("name=") {
+            for ctrl in sub.split(',') {
+                // Existing names (a hierarchy of its own) are kept.
+                let _ = nix::unistd::symlinkat(sub.as_str(), &tmpfs, ctrl);
+            }
+        }
+    }
+    if opts.flags & libc::MS_RDONLY != 0 {
+        set_attr(tmpfs.as_fd(), false, libc::MOUNT_ATTR_RDONLY, 0, 0)
+            .map_err(|e| mount_err(dest, format!("make the cgroup tmpfs read-only: {e}")))?;
+    }
+    Ok(())
+}
