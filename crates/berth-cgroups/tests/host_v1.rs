@@ -248,3 +248,38 @@ fn checked_memory_limit_below_usage_is_refused() {
     assert!(matches!(err, Error::LimitBelowUsage { .. }), "{err}");
     assert_ne!(read(&mem, "memory.limit_in_bytes"), "1048576");
 }
+
+/// On hybrid hosts the cgroup2 mount has no controllers, but its core files are real:
+/// this runs the v2 manager's create/apply/freeze/kill/destroy against the kernel.
+#[test]
+fn v2_manager_on_the_hybrid_unified_mount_freezes_kills_and_removes() {
+    let Some(unified) = Layout::host().ok().and_then(|l| l.unified.clone()) else { return };
+    if !host_has_v1() {
+        return;
+    }
+    let leaf = unified.mount_point.join(unique_path().strip_prefix("/").unwrap()).join("leaf");
+    let m = berth_cgroups::V2Manager::new(unified.mount_point.clone(), leaf.clone());
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id() as i32;
+    struct Cleanup<'a>(&'a berth_cgroups::V2Manager, &'a Path);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.destroy();
+            let _ = std::fs::remove_dir(self.1);
+        }
+    }
+    let parent = leaf.parent().unwrap().to_path_buf();
+    let _cleanup = Cleanup(&m, &parent);
+    m.apply(pid).unwrap();
+    assert_eq!(m.pids().unwrap(), vec![pid]);
+    assert!(m.v2_dir_fd().is_some());
+    m.freeze().unwrap();
+    assert_eq!(read(&leaf, "cgroup.freeze"), "1");
+    assert!(read(&leaf, "cgroup.events").contains("frozen 1"));
+    m.thaw().unwrap();
+    assert!(read(&leaf, "cgroup.events").contains("frozen 0"));
+    m.kill_all(Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+    m.destroy().unwrap();
+    assert!(!leaf.exists());
+}
