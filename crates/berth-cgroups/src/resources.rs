@@ -119,9 +119,9 @@ pub fn host_page_sizes() -> Vec<String> {
 
 /// A size in kB → the cgroup spelling ("2048" → "2MB").
 pub fn page_size_name(kb: u64) -> String {
-    if kb >= 1 << 20 && kb % (1 << 20) == 0 {
+    if kb >= 1 << 20 && kb & ((1 << 20) - 1) == 0 {
         format!("{}GB", kb >> 20)
-    } else if kb >= 1 << 10 && kb % (1 << 10) == 0 {
+    } else if kb >= 1 << 10 && kb & ((1 << 10) - 1) == 0 {
         format!("{}MB", kb >> 10)
     } else {
         format!("{kb}KB")

@@ -87,7 +87,8 @@ impl V1Manager {
         let res = cgroupfs::wait_until(dir, &format!("freezer.state {want}"), FREEZE_TIMEOUT, || {
             tries += 1;
             // A task forking while we freeze can leave the group in FREEZING; asking again helps.
-            if tries % 100 == 0 {
+            if tries == 100 {
+                tries = 0;
                 cgroupfs::write(dir, "freezer.state", want)?;
             }
             Ok(cgroupfs::read(dir, "freezer.state")?.trim() == want)
