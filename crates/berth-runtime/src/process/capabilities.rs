@@ -28,15 +28,22 @@ pub fn to_kernel(cap: Capability) -> Option<KernelCap> {
 /// reject, and return them (runc warns and ignores such names; call before parsing).
 pub fn strip_unknown_names(config: &mut serde_json::Value) -> Vec<String> {
     let mut removed = Vec::new();
-    let Some(sets) = config.pointer_mut("/process/capabilities").and_then(|v| v.as_object_mut()) else {
+    let Some(sets) = config
+        .pointer_mut("/process/capabilities")
+        .and_then(|v| v.as_object_mut())
+    else {
         return removed;
     };
     for (set, list) in sets.iter_mut() {
-        let Some(items) = list.as_array_mut() else { continue };
+        let Some(items) = list.as_array_mut() else {
+            continue;
+        };
         items.retain(|item| {
             let known = serde_json::from_value::<Capability>(item.clone()).is_ok();
             if !known {
-                let name = item.as_str().map_or_else(|| item.to_string(), str::to_string);
+                let name = item
+                    .as_str()
+                    .map_or_else(|| item.to_string(), str::to_string);
                 tracing::warn!(capability = %name, set = %set, "ignoring unknown capability");
                 removed.push(name);
             }
@@ -72,12 +79,16 @@ impl CapabilitySets {
                     Some(k) if supported.contains(&k) => {
                         out.insert(k);
                     }
-                    _ => tracing::warn!(capability = %cap, set, "ignoring capability unknown to the running kernel"),
+                    _ => {
+                        tracing::warn!(capability = %cap, set, "ignoring capability unknown to the running kernel")
+                    }
                 }
             }
             out
         };
-        let Some(c) = config else { return Self::default() };
+        let Some(c) = config else {
+            return Self::default();
+        };
         CapabilitySets {
             bounding: resolve("bounding", c.bounding().as_ref()),
             effective: resolve("effective", c.effective().as_ref()),
@@ -90,7 +101,8 @@ impl CapabilitySets {
     /// Drop every capability outside `bounding` from the bounding set (needs CAP_SETPCAP,
     /// so call it before changing uid).
     pub fn apply_bounding(&self) -> Result<()> {
-        let current = caps::read(None, CapSet::Bounding).map_err(|e| caps_err("read the bounding set", e))?;
+        let current =
+            caps::read(None, CapSet::Bounding).map_err(|e| caps_err("read the bounding set", e))?;
         for cap in current.difference(&self.bounding) {
             caps::drop(None, CapSet::Bounding, *cap)
                 .map_err(|e| caps_err(&format!("drop {cap} from the bounding set"), e))?;
@@ -105,7 +117,15 @@ impl CapabilitySets {
     pub fn apply_sets(&self) -> Result<()> {
         capset(&self.effective, &self.permitted, &self.inheritable)?;
         // SAFETY: prctl with integer arguments only; clears this thread's ambient set.
-        let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                0,
+                0,
+                0,
+            )
+        };
         if rc == -1 && !self.ambient.is_empty() {
             tracing::warn!(error = %nix::errno::Errno::last(), "cannot clear ambient capabilities");
         }
@@ -142,12 +162,27 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-fn capset(effective: &HashSet<KernelCap>, permitted: &HashSet<KernelCap>, inheritable: &HashSet<KernelCap>) -> Result<()> {
+fn capset(
+    effective: &HashSet<KernelCap>,
+    permitted: &HashSet<KernelCap>,
+    inheritable: &HashSet<KernelCap>,
+) -> Result<()> {
     let (e, p, i) = (mask(effective), mask(permitted), mask(inheritable));
-    let mut hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
     let data = [
-        CapData { effective: e as u32, permitted: p as u32, inheritable: i as u32 },
-        CapData { effective: (e >> 32) as u32, permitted: (p >> 32) as u32, inheritable: (i >> 32) as u32 },
+        CapData {
+            effective: e as u32,
+            permitted: p as u32,
+            inheritable: i as u32,
+        },
+        CapData {
+            effective: (e >> 32) as u32,
+            permitted: (p >> 32) as u32,
+            inheritable: (i >> 32) as u32,
+        },
     ];
     // SAFETY: capset(2) with a v3 header reads exactly two CapData entries, which `data`
     // holds; the header is writable as the kernel may update its version on EINVAL.
@@ -170,14 +205,22 @@ mod tests {
     #[test]
     fn capability_names_parse_with_or_without_prefix_and_in_any_case() {
         assert_eq!(parse_name("CAP_SYS_ADMIN"), Some(KernelCap::CAP_SYS_ADMIN));
-        assert_eq!(parse_name("net_bind_service"), Some(KernelCap::CAP_NET_BIND_SERVICE));
+        assert_eq!(
+            parse_name("net_bind_service"),
+            Some(KernelCap::CAP_NET_BIND_SERVICE)
+        );
         assert_eq!(parse_name("cap_bpf"), Some(KernelCap::CAP_BPF));
         assert_eq!(parse_name("CAP_FLY"), None);
     }
 
     #[test]
     fn every_oci_capability_maps_to_a_kernel_capability() {
-        for cap in [Capability::Perfmon, Capability::CheckpointRestore, Capability::AuditRead, Capability::Setpcap] {
+        for cap in [
+            Capability::Perfmon,
+            Capability::CheckpointRestore,
+            Capability::AuditRead,
+            Capability::Setpcap,
+        ] {
             assert!(to_kernel(cap).is_some(), "{cap}");
         }
     }
@@ -190,8 +233,12 @@ mod tests {
         let mut removed = strip_unknown_names(&mut v);
         removed.sort();
         assert_eq!(removed, vec!["CAP_FLY", "CAP_WARP"]);
-        assert_eq!(v["process"]["capabilities"]["bounding"], serde_json::json!(["CAP_KILL"]));
-        let parsed: LinuxCapabilities = serde_json::from_value(v["process"]["capabilities"].clone()).unwrap();
+        assert_eq!(
+            v["process"]["capabilities"]["bounding"],
+            serde_json::json!(["CAP_KILL"])
+        );
+        let parsed: LinuxCapabilities =
+            serde_json::from_value(v["process"]["capabilities"].clone()).unwrap();
         assert_eq!(parsed.effective().as_ref().map(|s| s.len()), Some(1));
     }
 
@@ -202,7 +249,9 @@ mod tests {
 
     #[test]
     fn config_sets_resolve_to_kernel_sets() {
-        let c: LinuxCapabilities = serde_json::from_str(r#"{"bounding":["CAP_KILL","CAP_CHOWN"],"ambient":["CAP_KILL"]}"#).unwrap();
+        let c: LinuxCapabilities =
+            serde_json::from_str(r#"{"bounding":["CAP_KILL","CAP_CHOWN"],"ambient":["CAP_KILL"]}"#)
+                .unwrap();
         let s = CapabilitySets::from_config(Some(&c));
         assert_eq!(s.bounding.len(), 2);
         assert!(s.ambient.contains(&KernelCap::CAP_KILL));

@@ -1,8 +1,8 @@
 //! Per-process kernel knobs: scheduler, I/O priority, personality, oom_score_adj, umask.
 
 use oci_spec::runtime::{
-    IOPriorityClass, LinuxIOPriority, LinuxPersonality, LinuxPersonalityDomain,
-    LinuxSchedulerFlag, LinuxSchedulerPolicy, Scheduler,
+    IOPriorityClass, LinuxIOPriority, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag,
+    LinuxSchedulerPolicy, Scheduler,
 };
 
 use crate::error::{Context, Error, Result};
@@ -14,7 +14,9 @@ pub const DEFAULT_UMASK: u32 = 0o022;
 pub fn apply_umask(umask: Option<u32>) -> Result<()> {
     let mask = umask.unwrap_or(DEFAULT_UMASK);
     if mask > 0o777 {
-        return Err(Error::InvalidConfig(format!("process.user.umask {mask:#o} is not a permission mask")));
+        return Err(Error::InvalidConfig(format!(
+            "process.user.umask {mask:#o} is not a permission mask"
+        )));
     }
     // SAFETY: umask only changes the calling process's file creation mask; it cannot fail.
     unsafe { libc::umask(mask as libc::mode_t) };
@@ -26,10 +28,13 @@ pub fn apply_umask(umask: Option<u32>) -> Result<()> {
 /// Going below the current minimum needs CAP_SYS_RESOURCE; the kernel's EACCES is reported.
 pub fn apply_oom_score_adj(value: i32) -> Result<()> {
     if !(-1000..=1000).contains(&value) {
-        return Err(Error::InvalidConfig(format!("oomScoreAdj {value} is outside -1000..1000")));
+        return Err(Error::InvalidConfig(format!(
+            "oomScoreAdj {value} is outside -1000..1000"
+        )));
     }
-    std::fs::write("/proc/self/oom_score_adj", value.to_string().as_bytes())
-        .with_context(|| format!("set oom_score_adj to {value} (lowering it needs CAP_SYS_RESOURCE)"))
+    std::fs::write("/proc/self/oom_score_adj", value.to_string().as_bytes()).with_context(|| {
+        format!("set oom_score_adj to {value} (lowering it needs CAP_SYS_RESOURCE)")
+    })
 }
 
 const PER_LINUX: libc::c_ulong = 0x0000;
@@ -133,18 +138,35 @@ fn sched_attr(s: &Scheduler) -> Result<SchedAttr> {
         return Err(invalid(format!("nice {nice} is outside -20..19")));
     }
     let priority = s.priority().unwrap_or(0);
-    let realtime = matches!(policy, LinuxSchedulerPolicy::SchedFifo | LinuxSchedulerPolicy::SchedRr);
+    let realtime = matches!(
+        policy,
+        LinuxSchedulerPolicy::SchedFifo | LinuxSchedulerPolicy::SchedRr
+    );
     if priority != 0 && !realtime {
-        return Err(invalid(format!("priority is only allowed with SCHED_FIFO and SCHED_RR, not {policy}")));
+        return Err(invalid(format!(
+            "priority is only allowed with SCHED_FIFO and SCHED_RR, not {policy}"
+        )));
     }
     if realtime && !(1..=99).contains(&priority) {
-        return Err(invalid(format!("{policy} needs a priority in 1..99, got {priority}")));
+        return Err(invalid(format!(
+            "{policy} needs a priority in 1..99, got {priority}"
+        )));
     }
-    let dl = (s.runtime().unwrap_or(0), s.deadline().unwrap_or(0), s.period().unwrap_or(0));
+    let dl = (
+        s.runtime().unwrap_or(0),
+        s.deadline().unwrap_or(0),
+        s.period().unwrap_or(0),
+    );
     if policy != LinuxSchedulerPolicy::SchedDeadline && dl != (0, 0, 0) {
-        return Err(invalid(format!("runtime/deadline/period are only allowed with SCHED_DEADLINE, not {policy}")));
+        return Err(invalid(format!(
+            "runtime/deadline/period are only allowed with SCHED_DEADLINE, not {policy}"
+        )));
     }
-    let flags = s.flags().iter().flatten().fold(0u64, |acc, f| acc | flag_bit(*f));
+    let flags = s
+        .flags()
+        .iter()
+        .flatten()
+        .fold(0u64, |acc, f| acc | flag_bit(*f));
     Ok(SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,
         sched_policy: policy_number(policy),
@@ -191,7 +213,9 @@ const IOPRIO_CLASS_SHIFT: u32 = 13;
 pub fn ioprio_value(p: &LinuxIOPriority) -> Result<libc::c_int> {
     let prio = p.priority();
     if !(0..=7).contains(&prio) {
-        return Err(Error::InvalidConfig(format!("process.ioPriority: priority {prio} is outside 0..7")));
+        return Err(Error::InvalidConfig(format!(
+            "process.ioPriority: priority {prio} is outside 0..7"
+        )));
     }
     let class: libc::c_int = match p.class() {
         IOPriorityClass::IoprioClassRt => 1,
@@ -238,7 +262,11 @@ mod tests {
 
     #[test]
     fn scheduler_deadline_fields_need_the_deadline_policy() {
-        let s = SchedulerBuilder::default().policy(LinuxSchedulerPolicy::SchedOther).runtime(10u64).build().unwrap();
+        let s = SchedulerBuilder::default()
+            .policy(LinuxSchedulerPolicy::SchedOther)
+            .runtime(10u64)
+            .build()
+            .unwrap();
         assert!(sched_attr(&s).is_err());
     }
 
@@ -256,9 +284,16 @@ mod tests {
 
     #[test]
     fn ioprio_value_packs_class_and_priority() {
-        let p = LinuxIOPriorityBuilder::default().class(IOPriorityClass::IoprioClassBe).priority(4).build().unwrap();
+        let p = LinuxIOPriorityBuilder::default()
+            .class(IOPriorityClass::IoprioClassBe)
+            .priority(4)
+            .build()
+            .unwrap();
         assert_eq!(ioprio_value(&p).unwrap(), (2 << 13) | 4);
-        let bad = LinuxIOPriorityBuilder::default().priority(8).build().unwrap();
+        let bad = LinuxIOPriorityBuilder::default()
+            .priority(8)
+            .build()
+            .unwrap();
         assert!(ioprio_value(&bad).is_err());
     }
 
@@ -270,7 +305,10 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(personality_value(&p).unwrap(), 0x8 | 0x4_0000);
-        let bad = LinuxPersonalityBuilder::default().flags(vec!["NOPE".to_string()]).build().unwrap();
+        let bad = LinuxPersonalityBuilder::default()
+            .flags(vec!["NOPE".to_string()])
+            .build()
+            .unwrap();
         assert!(personality_value(&bad).is_err());
     }
 

@@ -33,7 +33,12 @@ pub fn fix_stdio_ownership(uid: u32) -> Result<()> {
         }
         match nix::unistd::fchown(bfd, Some(Uid::from_raw(uid)), None) {
             Ok(()) | Err(Errno::EINVAL | Errno::EPERM | Errno::EROFS) => {}
-            Err(e) => return Err(Error::Sys { context: format!("chown stdio fd {fd} to uid {uid}"), source: e }),
+            Err(e) => {
+                return Err(Error::Sys {
+                    context: format!("chown stdio fd {fd} to uid {uid}"),
+                    source: e,
+                })
+            }
         }
     }
     Ok(())
@@ -44,10 +49,19 @@ pub fn fix_stdio_ownership(uid: u32) -> Result<()> {
 /// With setgroups allowed the supplementary list is always set, so an empty
 /// `additionalGids` clears the groups inherited from the runtime.
 pub fn switch(user: &User) -> Result<()> {
-    let extra: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+    let extra: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     if setgroups_allowed() {
-        nix::unistd::setgroups(&extra)
-            .with_context(|| format!("setgroups({:?})", user.additional_gids().as_deref().unwrap_or(&[])))?;
+        nix::unistd::setgroups(&extra).with_context(|| {
+            format!(
+                "setgroups({:?})",
+                user.additional_gids().as_deref().unwrap_or(&[])
+            )
+        })?;
     } else if !extra.is_empty() {
         return Err(Error::InvalidConfig(format!(
             "process.user.additionalGids {:?}: setgroups is denied in this user namespace",
@@ -56,11 +70,17 @@ pub fn switch(user: &User) -> Result<()> {
     }
     let gid = Gid::from_raw(user.gid());
     nix::unistd::setresgid(gid, gid, gid).with_context(|| {
-        format!("setresgid({}) (is the gid mapped in the user namespace?)", user.gid())
+        format!(
+            "setresgid({}) (is the gid mapped in the user namespace?)",
+            user.gid()
+        )
     })?;
     let uid = Uid::from_raw(user.uid());
     nix::unistd::setresuid(uid, uid, uid).with_context(|| {
-        format!("setresuid({}) (is the uid mapped in the user namespace?)", user.uid())
+        format!(
+            "setresuid({}) (is the uid mapped in the user namespace?)",
+            user.uid()
+        )
     })?;
     Ok(())
 }
