@@ -16,8 +16,6 @@ use nix::sys::stat::Mode;
 use crate::error::{Error, Result};
 use crate::rootfs::safe_path::openat2;
 
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-
 /// Which namespaces the container has (new or joined), as the sysctl rules need them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SysctlNamespaces {
@@ -117,7 +115,7 @@ fn open_proc_sys(path: &Path) -> Result<OwnedFd> {
         .map_err(|e| Error::InvalidConfig(format!("sysctl: open {}: {e}", path.display())))?;
     let st = nix::sys::statfs::fstatfs(&fd)
         .map_err(|e| Error::InvalidConfig(format!("sysctl: statfs {}: {e}", path.display())))?;
-    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         return Err(Error::InvalidConfig(format!("sysctl: {} is not on a procfs", path.display())));
     }
     Ok(fd)

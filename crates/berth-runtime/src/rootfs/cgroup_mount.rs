@@ -17,11 +17,9 @@ use super::mounts::{bind_mount, mount_err, new_fs_mount, MountEnv};
 use super::options::MountOptions;
 use crate::error::{Error, Result};
 
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-
 fn host_is_pure_v2() -> bool {
     nix::sys::statfs::statfs("/sys/fs/cgroup")
-        .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
 }
 

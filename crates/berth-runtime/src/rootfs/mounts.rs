@@ -55,8 +55,6 @@ const PROC_ALLOWED: &[&str] = &[
     "/proc/sys/crypto/fips_enabled",
 ];
 
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-
 /// Mount one entry of the spec's `mounts`.
 pub fn mount_entry(env: &MountEnv, m: &Mount) -> Result<()> {
     let dest = m.destination().as_path();
@@ -146,7 +144,7 @@ fn check_proc_destination(resolved: &Path, dest: &Path, typ: &str, source_is_pro
 }
 
 fn is_procfs(fd: BorrowedFd) -> bool {
-    nix::sys::statfs::fstatfs(&fd).map(|s| s.filesystem_type().0 as i64 == PROC_SUPER_MAGIC).unwrap_or(false)
+    nix::sys::statfs::fstatfs(fd).map(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC).unwrap_or(false)
 }
 
 /// Bind `source` (a host path) onto `dest` in the root, then apply flags and propagation.
