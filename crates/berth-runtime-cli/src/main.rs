@@ -117,12 +117,9 @@ enum Command {
     },
     /// Create a new config.json.
     Spec {
-        /// Where to write config.json.
+        /// Where to write config.json (`--rootless` makes a rootless spec).
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
-        /// A spec for rootless containers.
-        #[arg(long)]
-        rootless: bool,
     },
     /// Print the features the runtime implements (runtime-spec features.md).
     Features,
@@ -169,8 +166,8 @@ fn run(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             r => r?,
         },
         Command::List { format, quiet } => list(&runtime, format, *quiet)?,
-        Command::Spec { bundle, rootless } => {
-            let rootless = *rootless || cli.rootless.as_deref() == Some("true");
+        Command::Spec { bundle } => {
+            let rootless = cli.rootless.as_deref() == Some("true");
             let path = bundle.join("config.json");
             if path.exists() {
                 return Err(format!("File {} exists. Remove it first", path.display()).into());

@@ -4,56 +4,107 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use berth_cgroups::CgroupManager;
 use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Error, Result};
 
 /// A container's cgroup as the lifecycle operations use it.
 pub struct ContainerCgroup {
-    paths: HashMap<String, PathBuf>,
+    manager: Box<dyn CgroupManager>,
 }
 
 impl ContainerCgroup {
-    /// The cgroup a new container will get.
-    pub fn for_new(_cgroups_path: Option<&Path>, _id: &str) -> Result<Self> {
-        Ok(ContainerCgroup { paths: HashMap::new() })
+    /// The cgroup a new container will get (`linux.cgroupsPath`, or `/berth/<id>`).
+    pub fn for_new(cgroups_path: Option<&Path>, id: &str) -> Result<Self> {
+        Ok(ContainerCgroup { manager: berth_cgroups::new_manager(cgroups_path, id)? })
     }
 
     /// Reopen a container's cgroup from its recorded paths.
     pub fn from_paths(paths: HashMap<String, PathBuf>) -> Self {
-        ContainerCgroup { paths }
+        ContainerCgroup { manager: berth_cgroups::from_paths(paths) }
     }
 
     /// An fd for clone3's CLONE_INTO_CGROUP (pure cgroup v2 only).
     pub fn clone_into_fd(&self) -> Option<OwnedFd> {
-        None
+        self.manager.v2_dir_fd()
     }
 
-    /// Create the cgroup and move `pid` into it.
-    pub fn apply(&mut self, _pid: i32) -> Result<()> {
-        Ok(())
+    /// Create the cgroup and move `pid` into it (a no-op for the pid if it is already there
+    /// through CLONE_INTO_CGROUP).
+    pub fn apply(&mut self, pid: i32) -> Result<()> {
+        Ok(self.manager.apply(pid)?)
     }
 
     /// Write the config's resources.
     pub fn set(&self, r: &LinuxResources) -> Result<()> {
-        if *r != LinuxResources::default() {
-            return Err(Error::Unsupported("linux.resources (cgroups) are not implemented yet".into()));
+        Ok(self.manager.set(r)?)
+    }
+
+    /// The cgroup's directories, per controller ("" for the unified tree).
+    pub fn paths(&self) -> HashMap<String, PathBuf> {
+        self.manager.paths()
+    }
+
+    /// Signal every process in the cgroup; false if the container has no cgroup recorded.
+    pub fn kill_all(&self, signal: i32) -> Result<bool> {
+        if self.manager.paths().is_empty() {
+            return Ok(false);
+        }
+        let sig = berth_cgroups::Signal::try_from(signal)
+            .map_err(|_| Error::InvalidConfig(format!("invalid signal {signal}")))?;
+        self.manager.kill_all(sig)?;
+        Ok(true)
+    }
+
+    /// Remove the cgroup, killing what remains, and the default `/berth` parent once empty.
+    pub fn destroy(&self) -> Result<()> {
+        self.manager.destroy()?;
+        for p in self.manager.paths().values() {
+            if let Some(parent) = p.parent().filter(|d| d.file_name().is_some_and(|n| n == "berth")) {
+                // Fails harmlessly while other containers live under it.
+                let _ = std::fs::remove_dir(parent);
+            }
         }
         Ok(())
     }
+}
 
-    /// The recorded paths.
-    pub fn paths(&self) -> HashMap<String, PathBuf> {
-        self.paths.clone()
+/// The resources to write: the config's, with the device rules completed as runc does —
+/// after the config's own rules, allow the devices the runtime creates (the defaults and
+/// `linux.devices`) and the pty devices, so that a deny-all config still gets a usable /dev.
+pub fn effective_resources(linux: &oci_spec::runtime::Linux) -> Option<LinuxResources> {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let mut r = linux.resources().clone()?;
+    if let Some(rules) = r.devices().clone() {
+        let mut rules = rules;
+        let allow = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+            let mut d = LinuxDeviceCgroup::default();
+            d.set_allow(true);
+            d.set_typ(Some(typ));
+            d.set_major(major);
+            d.set_minor(minor);
+            d.set_access(Some(access.to_string()));
+            d
+        };
+        for d in linux.devices().iter().flatten() {
+            rules.push(allow(d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
+        }
+        let c = LinuxDeviceType::C;
+        rules.extend([
+            allow(c, None, None, "m"),
+            allow(LinuxDeviceType::B, None, None, "m"),
+            allow(c, Some(1), Some(3), "rwm"),   // null
+            allow(c, Some(1), Some(5), "rwm"),   // zero
+            allow(c, Some(1), Some(7), "rwm"),   // full
+            allow(c, Some(1), Some(8), "rwm"),   // random
+            allow(c, Some(1), Some(9), "rwm"),   // urandom
+            allow(c, Some(5), Some(0), "rwm"),   // tty
+            allow(c, Some(5), Some(1), "rwm"),   // console
+            allow(c, Some(5), Some(2), "rwm"),   // ptmx
+            allow(c, Some(136), None, "rwm"),    // pts
+        ]);
+        r.set_devices(Some(rules));
     }
-
-    /// Signal every process in the cgroup.
-    pub fn kill_all(&self, _signal: i32) -> Result<bool> {
-        Ok(false)
-    }
-
-    /// Remove the cgroup (killing what remains).
-    pub fn destroy(&self) -> Result<()> {
-        Ok(())
-    }
+    Some(r)
 }

@@ -180,8 +180,8 @@ impl Runtime {
             }
             cgroup.apply(child.pid)?;
             *cgroup_out = Some(cgroup.paths());
-            if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
-                cgroup.set(res)?;
+            if let Some(res) = linux.and_then(crate::cgroup::effective_resources) {
+                cgroup.set(&res)?;
             }
             parent_sock.send(&ToInit::Go { host_pid: child.pid })?;
             loop {

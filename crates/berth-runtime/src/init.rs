@@ -82,6 +82,8 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
         no_pivot: ctx.no_pivot,
         in_user_ns: ns.has(LinuxNamespaceType::User),
     };
+    // Relative bind sources are relative to the bundle, as with runc.
+    nix::unistd::chdir(ctx.bundle).with_context(|| format!("chdir to bundle {}", ctx.bundle.display()))?;
     rootfs::prepare(&rctx)?;
 
     let state = hook_state(ctx.id, host_pid, ctx.bundle, spec, "creating");
@@ -113,7 +115,7 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
     let args = process.args().clone().unwrap_or_default();
     let arg0 = args.first().ok_or_else(|| Error::InvalidConfig("process.args is empty".into()))?;
     let exe = crate::process::resolve_executable(arg0, &env)?;
-    crate::process::apply(process, linux.and_then(|l| l.personality().as_ref()))?;
+    crate::process::apply_with_personality(process, linux.and_then(|l| l.personality().as_ref()))?;
 
     sync.send(&FromInit::Ready)?;
 

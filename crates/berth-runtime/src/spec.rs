@@ -31,10 +31,14 @@ impl Bundle {
             path: config.clone(),
             message: format!("cannot read: {e}"),
         })?;
-        let spec: Spec = serde_json::from_slice(&text).map_err(|e| Error::Bundle {
+        let malformed = |e: serde_json::Error| Error::Bundle {
             path: config.clone(),
             message: format!("malformed config: {e}"),
-        })?;
+        };
+        let mut raw: serde_json::Value = serde_json::from_slice(&text).map_err(malformed)?;
+        // runc ignores capability names it does not know (with a warning) instead of failing.
+        crate::process::capabilities::strip_unknown_names(&mut raw);
+        let spec: Spec = serde_json::from_value(raw).map_err(malformed)?;
         let rootfs = resolve_rootfs(&path, &spec)?;
         validate(&spec)?;
         Ok(Bundle { path, spec, rootfs })

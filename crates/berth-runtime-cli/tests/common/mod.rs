@@ -21,7 +21,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub struct Scratch {
     pub dir: PathBuf,
     pub root: PathBuf,
-    ids: std::cell::RefCell<Vec<String>>,
+    ids: std::sync::Mutex<Vec<String>>,
 }
 
 impl Scratch {
@@ -42,7 +42,7 @@ impl Scratch {
     /// A unique container id for this test.
     pub fn id(&self, name: &str) -> String {
         let id = format!("{}-{}-{name}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
-        self.ids.borrow_mut().push(id.clone());
+        self.ids.lock().unwrap().push(id.clone());
         id
     }
 
@@ -73,9 +73,17 @@ impl Scratch {
         b
     }
 
-    /// Run the binary with `--root` set to this scratch's runtime root.
+    /// Run the binary with `--root` set to this scratch's runtime root. stdout and stderr go
+    /// to files, not pipes: a created container inherits them and may outlive the command.
     pub fn rt(&self, args: &[&str]) -> Output {
-        self.rt_cmd(args).output().unwrap()
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let (out_p, err_p) = (self.dir.join(format!("out.{n}")), self.dir.join(format!("err.{n}")));
+        let mut c = self.rt_cmd(args);
+        c.stdout(std::fs::File::create(&out_p).unwrap());
+        c.stderr(std::fs::File::create(&err_p).unwrap());
+        let status = c.status().unwrap();
+        let read = |p: &Path| std::fs::read(p).unwrap_or_default();
+        Output { status, stdout: read(&out_p), stderr: read(&err_p) }
     }
 
     /// A command for the binary with `--root` set, stdio captured.
@@ -102,7 +110,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        for id in self.ids.borrow().iter() {
+        for id in self.ids.lock().unwrap().iter() {
             let _ = self.rt(&["delete", "--force", id]);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
