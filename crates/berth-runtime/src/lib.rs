@@ -19,6 +19,7 @@ mod init;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 mod spec_template;
 pub mod state;
