@@ -139,6 +139,29 @@ fn docker_default_profile_denies_namespaces_and_odd_personalities() {
 }
 
 #[test]
+fn two_conditions_on_one_argument_are_ored_like_runc() {
+    let filter = prepare(&profile(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["personality"],"action":"SCMP_ACT_ERRNO","errnoRet":95,
+            "args":[{"index":0,"value":4660,"op":"SCMP_CMP_EQ"},{"index":0,"value":17185,"op":"SCMP_CMP_EQ"}]}]}"#,
+    ))
+    .expect("prepare");
+    let code = in_child(|| {
+        if let Err(code) = child_load(&filter) {
+            return code;
+        }
+        for (value, denied) in [(0x1234, true), (0x4321, true), (0xffff_ffff, false)] {
+            // SAFETY: the denied values never reach the kernel; 0xffffffff only queries.
+            let rc = unsafe { libc::personality(value) };
+            if denied != (rc == -1 && errno() == libc::EOPNOTSUPP) {
+                return 1;
+            }
+        }
+        0
+    });
+    assert_eq!(code, 0, "child exit code");
+}
+
+#[test]
 fn notify_profile_hands_listener_to_parent_which_answers() {
     let filter = prepare(&profile(
         r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/agent.sock",
