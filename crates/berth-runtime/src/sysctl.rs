@@ -102,7 +102,8 @@ pub fn apply_with(map: &HashMap<String, String>, ns: SysctlNamespaces) -> Result
     keys.sort();
     // Validate everything before writing anything.
     let paths = keys.iter().map(|k| key_path(k, ns)).collect::<Result<Vec<_>>>()?;
-    let sys = open_proc_sys(Path::new("/proc/sys"))?;
+    // The clone stays alive (and attached to nothing) while the keys are written.
+    let (_clone, sys) = open_proc_sys(Path::new("/proc"))?;
     for (key, rel) in keys.iter().zip(paths) {
         let value = &map[*key];
         write_key(sys.as_fd(), &rel, value).map_err(|e| invalid(key, &format!("write {value:?}: {e}")))?;
@@ -110,15 +111,22 @@ pub fn apply_with(map: &HashMap<String, String>, ns: SysctlNamespaces) -> Result
     Ok(())
 }
 
-fn open_proc_sys(path: &Path) -> Result<OwnedFd> {
-    let fd = nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Error::InvalidConfig(format!("sysctl: open {}: {e}", path.display())))?;
-    let st = nix::sys::statfs::fstatfs(&fd)
-        .map_err(|e| Error::InvalidConfig(format!("sysctl: statfs {}: {e}", path.display())))?;
+/// `sys` of a detached, non-recursive clone of the procfs at `proc`: the submounts the config
+/// put under /proc (the read-only bind of `readonlyPaths`, masks) are not in the clone, so
+/// the write reaches procfs itself, and nothing mounted over /proc/sys can redirect it.
+fn open_proc_sys(proc: &Path) -> Result<(OwnedFd, OwnedFd)> {
+    let fail = |what: &str, e: nix::Error| Error::InvalidConfig(format!("sysctl: {what} {}: {e}", proc.display()));
+    let fd = nix::fcntl::open(proc, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| fail("open", e))?;
+    let clone = crate::rootfs::mount_fd::clone_tree(fd.as_fd(), false).map_err(|e| fail("clone the mount of", e))?;
+    let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV;
+    let sys = openat2(clone.as_fd(), Path::new("sys"), OFlag::O_PATH | OFlag::O_DIRECTORY, 0, resolve)
+        .map_err(|e| fail("open sys in", e))?;
+    let st = nix::sys::statfs::fstatfs(&sys).map_err(|e| fail("statfs", e))?;
     if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(Error::InvalidConfig(format!("sysctl: {} is not on a procfs", path.display())));
+        return Err(Error::InvalidConfig(format!("sysctl: {} is not a procfs", proc.display())));
     }
-    Ok(fd)
+    Ok((clone, sys))
 }
 
 fn write_key(sys: std::os::fd::BorrowedFd, rel: &Path, value: &str) -> std::result::Result<(), String> {
