@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod mounts;
+
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
