@@ -20,6 +20,7 @@ mod tests;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
 
 use crate::error::{Context, Error, Result};
@@ -167,10 +168,14 @@ pub fn pivot(ctx: &RootfsContext) -> Result<()> {
     }
 }
 
-/// After pivot: masked paths, read-only paths, read-only root, rootfsPropagation.
+/// After pivot: the cwd (created if missing), masked paths, read-only paths, read-only root, rootfsPropagation.
 pub fn finalize(ctx: &RootfsContext) -> Result<()> {
     let spec = ctx.spec;
     let root = safe_path::open_root(Path::new("/"))?;
+    // runc creates a missing cwd; done first, while "/" and the read-only paths are writable.
+    if let Some(process) = spec.process().as_ref() {
+        safe_path::mkdir_all_in_root(root.as_fd(), process.cwd(), Mode::from_bits_truncate(0o755))?;
+    }
     let linux = spec.linux().as_ref();
     let readonly = linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or(&[]);
     masked::readonly_paths(root.as_fd(), readonly)?;
