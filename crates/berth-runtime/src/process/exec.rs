@@ -78,14 +78,19 @@ fn cstrings(what: &str, items: &[String]) -> Result<Vec<CString>> {
 }
 
 /// execve(path, args, env); it only returns on failure, with the error.
+///
+/// Called after the user switch: a missing `HOME` is set from the container's /etc/passwd
+/// entry of the current uid (runc does the same).
 pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let env = super::user::env_with_home(env, nix::unistd::getuid().as_raw(), &passwd);
     let prepared = (|| -> Result<(CString, Vec<CString>, Vec<CString>)> {
         let p = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| Error::InvalidConfig(format!("exec path {path:?} contains a NUL byte")))?;
         Ok((
             p,
             cstrings("process.args", args)?,
-            cstrings("process.env", env)?,
+            cstrings("process.env", &env)?,
         ))
     })();
     let (p, argv, envp) = match prepared {

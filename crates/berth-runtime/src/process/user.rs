@@ -85,8 +85,37 @@ pub fn switch(user: &User) -> Result<()> {
     Ok(())
 }
 
+/// `env` with `HOME` set from `passwd` (the container's /etc/passwd) for `uid` when it is
+/// missing or empty, as runc does; `/` when the uid has no entry.
+pub fn env_with_home(env: &[String], uid: u32, passwd: &str) -> Vec<String> {
+    let has_home = env
+        .iter()
+        .any(|kv| kv.strip_prefix("HOME=").is_some_and(|v| !v.is_empty()));
+    if has_home {
+        return env.to_vec();
+    }
+    let home = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse::<u32>() == Ok(uid))
+        .map_or("/", |f| f[5]);
+    let mut out: Vec<String> = env.iter().filter(|kv| !kv.starts_with("HOME=")).cloned().collect();
+    out.push(format!("HOME={home}"));
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn home_comes_from_passwd_only_when_the_env_has_none() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n";
+        let env = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(env_with_home(&env(&["PATH=/bin"]), 1000, passwd), env(&["PATH=/bin", "HOME=/home/user"]));
+        assert_eq!(env_with_home(&env(&["HOME=", "A=1"]), 0, passwd), env(&["A=1", "HOME=/root"]));
+        assert_eq!(env_with_home(&env(&["HOME=/x"]), 0, passwd), env(&["HOME=/x"]));
+        assert_eq!(env_with_home(&env(&[]), 4242, passwd), env(&["HOME=/"]));
+    }
+
     use super::*;
 
     #[test]
