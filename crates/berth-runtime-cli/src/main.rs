@@ -141,6 +141,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if cli.systemd_cgroup {
         return Err("--systemd-cgroup is not supported yet: use the cgroupfs driver".into());
     }
+    tracing::debug!("berth-runtime: arguments parsed");
     let runtime = Runtime::new(&cli.root);
     match &cli.command {
         Command::Create(a) => {
@@ -212,7 +213,9 @@ fn run_container(
     let Some(forwarder) = forwarder else {
         return Ok(ExitCode::SUCCESS);
     };
+    tracing::debug!("started");
     let status = forwarder.forward_until_exit(pid)?;
+    tracing::debug!("exited");
     if !keep {
         runtime.delete(&a.id, true)?;
     }

@@ -79,6 +79,7 @@ impl Runtime {
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<i32> {
         state::validate_id(id)?;
         let bundle = Bundle::load(&opts.bundle)?;
+        tracing::debug!("bundle loaded");
         refuse_unimplemented(&bundle.spec)?;
         let dir = StateDir::create(&self.root, id)?;
         let mut cgroup = None;
@@ -138,11 +139,16 @@ impl Runtime {
             .with_context(|| format!("open exec fifo {}", fifo_path.display()))?
             .into();
 
+        let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+            Some(profile) => Some(crate::seccomp::prepare_cached(profile, &self.root.join(SECCOMP_CACHE))?),
+            None => None,
+        };
         let plan = NamespacePlan::from_spec(linux)?;
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
         let mut cgroup = crate::cgroup::ContainerCgroup::for_new(cgroups_path, id)?;
         let (parent_sock, init_sock) = sync::pair()?;
 
+        tracing::debug!("cloning init");
         let child = {
             let _guard = ChildOnlyNamespaces::enter(&plan, linux)?;
             let cg_fd = cgroup.clone_into_fd();
@@ -162,10 +168,12 @@ impl Runtime {
                     no_pivot: opts.no_pivot,
                     no_new_keyring: opts.no_new_keyring,
                     preserve_fds: opts.preserve_fds,
+                    seccomp: seccomp.as_ref(),
                 },
                 init_sock,
             );
         };
+        tracing::debug!("cloned");
         drop(init_sock);
         drop(fifo);
         drop(console);
@@ -179,13 +187,23 @@ impl Runtime {
                 crate::namespaces::write_id_maps(child.pid, linux)?;
             }
             cgroup.apply(child.pid)?;
+        tracing::debug!("cgroup applied");
             *cgroup_out = Some(cgroup.paths());
             if let Some(res) = linux.and_then(crate::cgroup::effective_resources) {
                 cgroup.set(&res)?;
             }
+        tracing::debug!("resources set");
             parent_sock.send(&ToInit::Go { host_pid: child.pid })?;
             loop {
-                match parent_sock.recv::<FromInit>()? {
+                let (msg, fd) = match parent_sock.recv_with_fd::<FromInit>()? {
+                    Some((m, fd)) => (Some(m), fd),
+                    None => (None, None),
+                };
+                match msg {
+                    Some(FromInit::SeccompListener) => {
+                        let fd = fd.ok_or_else(|| Error::Init("seccomp listener message without an fd".into()))?;
+                        send_seccomp_listener(spec, id, child.pid, &bundle.path, &fd)?;
+                    }
                     Some(FromInit::RunCreateRuntimeHooks) => {
                         if let Some(h) = spec.hooks().as_ref() {
                             let st = init::hook_state(id, child.pid, &bundle.path, spec, "creating");
@@ -215,6 +233,7 @@ impl Runtime {
             cgroup_paths: cgroup.paths(),
         };
         dir.save(&record).map_err(kill_child)?;
+        tracing::debug!("created");
         if let Some(p) = &opts.pid_file {
             state::write_atomic(p, child.pid.to_string().as_bytes()).map_err(kill_child)?;
         }
@@ -291,6 +310,7 @@ impl Runtime {
         if matches!(status, Status::Running | Status::Paused) && !force {
             return Err(wrong(id, &format!("cannot delete container that is not stopped: {status}")));
         }
+        tracing::debug!("delete: start");
         let spec = dir.load_config().ok();
         let cgroup = crate::cgroup::ContainerCgroup::from_paths(record.cgroup_paths.clone());
         if status != Status::Stopped {
@@ -298,8 +318,10 @@ impl Runtime {
                 kill_and_wait(&pidfd);
             }
         }
+        tracing::debug!("delete: init gone");
         // Removes every remaining process of the container too (e.g. exec'd ones).
         cgroup.destroy()?;
+        tracing::debug!("cgroup destroyed");
         dir.remove()?;
         if let Some(h) = spec.as_ref().and_then(|s| s.hooks().as_ref()) {
             let st = init::hook_state(id, 0, &record.bundle, spec.as_ref().unwrap_or(&Spec::default()), "stopped");
@@ -310,6 +332,23 @@ impl Runtime {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// Cache of compiled seccomp programs, under the runtime root.
+const SECCOMP_CACHE: &str = ".seccomp-cache";
+
+/// Hand the seccomp notify fd to `linux.seccomp.listenerPath` (runtime-spec protocol).
+fn send_seccomp_listener(spec: &Spec, id: &str, pid: i32, bundle: &Path, fd: &OwnedFd) -> Result<()> {
+    use std::os::fd::AsFd;
+    let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let path = profile
+        .and_then(|p| p.listener_path().clone())
+        .ok_or_else(|| Error::InvalidConfig("seccomp notify needs linux.seccomp.listenerPath".into()))?;
+    let metadata = profile.and_then(|p| p.listener_metadata().clone()).unwrap_or_default();
+    let state: serde_json::Value = serde_json::from_slice(&init::hook_state(id, pid, bundle, spec, "creating"))
+        .unwrap_or_default();
+    let payload = crate::seccomp::container_process_state(pid, &metadata, state);
+    crate::seccomp::send_to_listener(&path, &metadata, fd.as_fd(), &payload)
+}
 
 fn wrong(id: &str, message: &str) -> Error {
     Error::WrongState { id: id.to_string(), message: message.to_string() }
@@ -378,9 +417,6 @@ fn owner_name() -> String {
 /// Until seccomp and LSM labels are implemented, a config that asks for them fails.
 fn refuse_unimplemented(spec: &Spec) -> Result<()> {
     if let Some(linux) = spec.linux().as_ref() {
-        if linux.seccomp().is_some() {
-            return Err(Error::Unsupported("linux.seccomp is not implemented yet".into()));
-        }
         if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(Error::Unsupported("linux.mountLabel (SELinux) is not implemented yet".into()));
         }

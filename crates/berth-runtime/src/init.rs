@@ -25,6 +25,7 @@ pub struct InitContext<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
+    pub seccomp: Option<&'a crate::seccomp::CompiledFilter>,
 }
 
 /// Run the init; exits the process.
@@ -60,6 +61,7 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
         }
     }
     ns.enter_in_init()?;
+    tracing::debug!("init: namespaces entered");
 
     if !ctx.no_new_keyring {
         join_session_keyring(ctx.id);
@@ -85,6 +87,7 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
     // Relative bind sources are relative to the bundle, as with runc.
     nix::unistd::chdir(ctx.bundle).with_context(|| format!("chdir to bundle {}", ctx.bundle.display()))?;
     rootfs::prepare(&rctx)?;
+    tracing::debug!("init: rootfs prepared");
 
     let state = hook_state(ctx.id, host_pid, ctx.bundle, spec, "creating");
     sync.send(&FromInit::RunCreateRuntimeHooks)?;
@@ -97,6 +100,7 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
     }
 
     rootfs::pivot(&rctx)?;
+    tracing::debug!("init: pivoted");
     let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is required".into()))?;
     if process.terminal().unwrap_or(false) {
         let sock = ctx
@@ -105,6 +109,7 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
         crate::console::setup_in_container(sock, process.console_size().as_ref())?;
     }
     rootfs::finalize(&rctx)?;
+    tracing::debug!("init: rootfs finalized");
     if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
         crate::sysctl::apply(sysctl, ns)?;
     }
@@ -115,7 +120,17 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
     let args = process.args().clone().unwrap_or_default();
     let arg0 = args.first().ok_or_else(|| Error::InvalidConfig("process.args is empty".into()))?;
     let exe = crate::process::resolve_executable(arg0, &env)?;
+    // Without no_new_privs the kernel only lets a process holding CAP_SYS_ADMIN install a
+    // filter, so then it is loaded before the capabilities are dropped (as runc does).
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        load_seccomp(ctx.seccomp, sync)?;
+    }
     crate::process::apply_with_personality(process, linux.and_then(|l| l.personality().as_ref()))?;
+    tracing::debug!("init: process attributes applied");
+    if nnp {
+        load_seccomp(ctx.seccomp, sync)?;
+    }
 
     sync.send(&FromInit::Ready)?;
 
@@ -130,6 +145,16 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
     eprintln!("berth-runtime: exec {}: {err}", exe.display());
     // SAFETY: ends the process.
     unsafe { libc::_exit(if matches!(&err, Error::Sys { source, .. } if *source == nix::Error::ENOENT) { 127 } else { 126 }) }
+}
+
+/// Install the seccomp filter; a notify listener fd goes to the parent, which passes it on.
+fn load_seccomp(filter: Option<&crate::seccomp::CompiledFilter>, sync: &SyncSocket) -> Result<()> {
+    let Some(filter) = filter else { return Ok(()) };
+    if let Some(listener) = crate::seccomp::load(filter)? {
+        use std::os::fd::AsFd;
+        sync.send_with_fd(&FromInit::SeccompListener, listener.as_fd())?;
+    }
+    Ok(())
 }
 
 /// The OCI state JSON handed to hooks.

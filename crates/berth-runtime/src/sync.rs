@@ -1,7 +1,7 @@
 //! Typed messages between the runtime (parent) and the container's init, over a
 //! SOCK_SEQPACKET socketpair so that each message keeps its boundaries.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,8 @@ pub enum FromInit {
     RunCreateRuntimeHooks,
     /// Everything is set up; the init waits on the exec fifo.
     Ready,
+    /// The seccomp notify listener fd is attached (SCM_RIGHTS) to this message.
+    SeccompListener,
     /// Setup failed; the init exits.
     Error(String),
 }
@@ -69,24 +71,26 @@ impl SyncSocket {
         }
     }
 
+    /// Send one message with an fd attached.
+    pub fn send_with_fd<T: Serialize>(&self, msg: &T, fd: BorrowedFd<'_>) -> Result<()> {
+        let bytes = serde_json::to_vec(msg).map_err(|e| Error::Init(format!("encode sync message: {e}")))?;
+        crate::seccomp::send_fd(self.0.as_fd(), &bytes, fd).map(|_| ())
+    }
+
     /// Receive one message; `Ok(None)` when the other side has closed.
     pub fn recv<T: for<'de> Deserialize<'de>>(&self) -> Result<Option<T>> {
+        Ok(self.recv_with_fd()?.map(|(m, _)| m))
+    }
+
+    /// Receive one message and the fd attached to it, if any.
+    pub fn recv_with_fd<T: for<'de> Deserialize<'de>>(&self) -> Result<Option<(T, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 65536];
-        loop {
-            // SAFETY: the buffer is valid for its length.
-            let n = unsafe { libc::recv(self.raw(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n == 0 {
-                return Ok(None);
-            }
-            if n > 0 {
-                let msg = serde_json::from_slice(&buf[..n as usize])
-                    .map_err(|e| Error::Init(format!("decode sync message: {e}")))?;
-                return Ok(Some(msg));
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e).context("receive sync message");
-            }
+        let (n, fd) = crate::seccomp::recv_fd(self.0.as_fd(), &mut buf)?;
+        if n == 0 {
+            return Ok(None);
         }
+        let msg = serde_json::from_slice(&buf[..n])
+            .map_err(|e| Error::Init(format!("decode sync message: {e}")))?;
+        Ok(Some((msg, fd)))
     }
 }
