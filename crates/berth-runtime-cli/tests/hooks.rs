@@ -24,10 +24,11 @@ fn gone_or_zombie(pid: i64) -> bool {
         .unwrap_or(true)
 }
 
-/// A hook that appends `=== name <mnt ns>`, then its stdin, to `log`.
+/// A hook that appends `=== name <mnt ns>` and its stdin to `log`, in one write so that a
+/// reader polling the log never sees half an entry.
 fn logging_hook(name: &str, log: &str) -> Value {
     let script = format!(
-        "printf '=== %s %s\\n' {name} \"$(readlink /proc/self/ns/mnt)\" >> {log}; cat >> {log}; printf '\\n' >> {log}"
+        "stdin=$(cat); printf '=== %s %s\\n%s\\n' {name} \"$(readlink /proc/self/ns/mnt)\" \"$stdin\" >> {log}"
     );
     json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": ["PATH=/bin:/usr/bin"]})
 }
