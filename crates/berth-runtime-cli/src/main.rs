@@ -1,5 +1,6 @@
 //! berth-runtime: a runc-compatible command line over the berth-runtime library.
 
+mod exec_cmd;
 mod logging;
 mod signals;
 
@@ -123,6 +124,8 @@ enum Command {
     },
     /// Print the features the runtime implements (runtime-spec features.md).
     Features,
+    /// Run a process in a running container.
+    Exec(exec_cmd::ExecArgs),
 }
 
 fn main() -> ExitCode {
@@ -176,6 +179,10 @@ fn run(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let spec = berth_runtime::spec::default_spec(rootless);
             std::fs::write(&path, serde_json::to_string_pretty(&spec)? + "\n")
                 .map_err(|e| format!("write {}: {e}", path.display()))?;
+        }
+        Command::Exec(a) => {
+            berth_runtime::exe_seal::ensure_sealed()?;
+            return exec_cmd::exec(&runtime, a);
         }
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&berth_runtime::spec::features())?);

@@ -124,7 +124,6 @@ fn all_six_hooks_run_in_lifecycle_order_with_the_state_on_stdin() {
 }
 
 #[test]
-#[ignore = "bug: container.rs start runs poststart right after writing the exec fifo, before the init ran startContainer and exec'd"]
 fn poststart_runs_only_after_the_process_was_started() {
     let s = Scratch::new("hooks-poststart");
     let mut b = s.bundle("b", &["sleep", "300"]);

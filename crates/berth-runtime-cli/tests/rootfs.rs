@@ -338,7 +338,6 @@ fn linux_devices_entry_is_created_with_its_mode_and_owner() {
 }
 
 #[test]
-#[ignore = "bug: cgroup.rs effective_resources turns a fifo linux.devices entry into a 'p' device cgroup rule, which berth-cgroups rejects"]
 fn linux_devices_fifo_entry_is_created() {
     let s = Scratch::new("spec-fifo");
     let out = run_ok(&s, &["stat", "-c", "%F %a %u:%g", "/dev/myfifo"], |c| {

@@ -46,6 +46,31 @@ impl ContainerCgroup {
         self.manager.paths()
     }
 
+    /// Every process of the container (its cgroup and sub-cgroups).
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        Ok(self.manager.pids()?)
+    }
+
+    /// Freeze every process of the container (pause).
+    pub fn freeze(&self) -> Result<()> {
+        Ok(self.manager.freeze()?)
+    }
+
+    /// Thaw a frozen container (resume).
+    pub fn thaw(&self) -> Result<()> {
+        Ok(self.manager.thaw()?)
+    }
+
+    /// Usage statistics, shaped like the `data` of runc's stats event.
+    pub fn stats(&self) -> Result<berth_cgroups::Stats> {
+        Ok(self.manager.stats()?)
+    }
+
+    /// How many processes the OOM killer has killed in the container's cgroup.
+    pub fn oom_kill_count(&self) -> Result<u64> {
+        Ok(self.manager.oom_kill_count()?)
+    }
+
     /// Signal every process in the cgroup; false if the container has no cgroup recorded.
     pub fn kill_all(&self, signal: i32) -> Result<bool> {
         if self.manager.paths().is_empty() {
@@ -87,7 +112,8 @@ pub fn effective_resources(linux: &oci_spec::runtime::Linux) -> Option<LinuxReso
             d.set_access(Some(access.to_string()));
             d
         };
-        for d in linux.devices().iter().flatten() {
+        // A fifo needs no device cgroup rule (and "p" is not a cgroup device type).
+        for d in linux.devices().iter().flatten().filter(|d| d.typ() != LinuxDeviceType::P) {
             rules.push(allow(d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
         }
         let c = LinuxDeviceType::C;

@@ -349,6 +349,19 @@ fn mount_console(peer: BorrowedFd<'_>) -> Result<()> {
 ///
 /// Needs the container's /dev (with `/dev/pts` and `/dev/ptmx`) and /proc mounted.
 pub fn setup_in_container(socket: OwnedFd, size: Option<&oci_spec::runtime::Box>) -> Result<()> {
+    let peer = attach_new_pty(socket, size)?;
+    mount_console(peer.as_fd())?;
+    Ok(())
+}
+
+/// For a process exec'd into a running container: a new pty from the container's
+/// `/dev/ptmx`, master sent over `socket`, peer as controlling terminal and stdio (no
+/// `/dev/console` mount: that belongs to the init).
+pub fn setup_for_exec(socket: OwnedFd, size: Option<&oci_spec::runtime::Box>) -> Result<()> {
+    attach_new_pty(socket, size).map(drop)
+}
+
+fn attach_new_pty(socket: OwnedFd, size: Option<&oci_spec::runtime::Box>) -> Result<OwnedFd> {
     let Pty { master, peer, name } = open_pty(Path::new("/dev/ptmx"))?;
     if let Some(size) = size {
         set_window_size(peer.as_fd(), size)?;
@@ -358,8 +371,7 @@ pub fn setup_in_container(socket: OwnedFd, size: Option<&oci_spec::runtime::Box>
     drop(socket);
     take_controlling_terminal(peer.as_fd())?;
     dup_onto_stdio(peer.as_fd())?;
-    mount_console(peer.as_fd())?;
-    Ok(())
+    Ok(peer)
 }
 
 #[cfg(test)]

@@ -149,10 +149,19 @@ impl Runtime {
         let (parent_sock, init_sock) = sync::pair()?;
 
         tracing::debug!("cloning init");
-        let child = {
-            let _guard = ChildOnlyNamespaces::enter(&plan, linux)?;
-            let cg_fd = cgroup.clone_into_fd();
-            clone_init(plan.clone_flags(), cg_fd.as_ref().map(|f| f.as_raw_fd()))?
+        let guard = ChildOnlyNamespaces::enter(&plan, linux)?;
+        let cg_fd = cgroup.clone_into_fd();
+        let child = clone_init(plan.clone_flags(), cg_fd.as_ref().map(|f| f.as_raw_fd()));
+        let child = match child {
+            // The parent returns to its own pid/time namespaces; the init must not.
+            Ok(None) => {
+                std::mem::forget(guard);
+                None
+            }
+            other => {
+                drop(guard);
+                other?
+            }
         };
         let Some(child) = child else {
             drop(parent_sock);
@@ -255,10 +264,14 @@ impl Runtime {
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
             .map_err(|e| wrong(id, &format!("the init is not waiting for start: {e}")))?;
+        let before = exe_identity(record.pid);
         use std::io::Write;
         (&f).write_all(&[0]).with_context(|| format!("write exec fifo {}", fifo.display()))?;
         drop(f);
         std::fs::remove_file(&fifo).with_context(|| format!("remove exec fifo {}", fifo.display()))?;
+        // poststart runs after the user process is executed (runtime spec): wait until the
+        // init's executable is no longer ours, or the init is gone.
+        wait_for_exec(&record, before);
         let spec = dir.load_config()?;
         if let Some(h) = spec.hooks().as_ref() {
             let st = init::hook_state(id, record.pid, &record.bundle, &spec, "running");
@@ -334,7 +347,7 @@ impl Runtime {
 use std::os::unix::fs::OpenOptionsExt;
 
 /// Cache of compiled seccomp programs, under the runtime root.
-const SECCOMP_CACHE: &str = ".seccomp-cache";
+pub(crate) const SECCOMP_CACHE: &str = ".seccomp-cache";
 
 /// Hand the seccomp notify fd to `linux.seccomp.listenerPath` (runtime-spec protocol).
 fn send_seccomp_listener(spec: &Spec, id: &str, pid: i32, bundle: &Path, fd: &OwnedFd) -> Result<()> {
@@ -348,6 +361,27 @@ fn send_seccomp_listener(spec: &Spec, id: &str, pid: i32, bundle: &Path, fd: &Ow
         .unwrap_or_default();
     let payload = crate::seccomp::container_process_state(pid, &metadata, state);
     crate::seccomp::send_to_listener(&path, &metadata, fd.as_fd(), &payload)
+}
+
+/// (device, inode) of a process's executable.
+fn exe_identity(pid: i32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/exe")).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn wait_for_exec(record: &ContainerRecord, before: Option<(u64, u64)>) {
+    let mut delay = std::time::Duration::from_micros(50);
+    loop {
+        if state::process_start_time(record.pid) != Some(record.pid_start_time) {
+            return;
+        }
+        let now = exe_identity(record.pid);
+        if now.is_none() || now != before {
+            return;
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(std::time::Duration::from_millis(10));
+    }
 }
 
 fn wrong(id: &str, message: &str) -> Error {

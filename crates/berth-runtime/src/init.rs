@@ -148,7 +148,7 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
 }
 
 /// Install the seccomp filter; a notify listener fd goes to the parent, which passes it on.
-fn load_seccomp(filter: Option<&crate::seccomp::CompiledFilter>, sync: &SyncSocket) -> Result<()> {
+pub(crate) fn load_seccomp(filter: Option<&crate::seccomp::CompiledFilter>, sync: &SyncSocket) -> Result<()> {
     let Some(filter) = filter else { return Ok(()) };
     if let Some(listener) = crate::seccomp::load(filter)? {
         use std::os::fd::AsFd;
@@ -190,7 +190,7 @@ fn set_domainname(d: &str) -> Result<()> {
 
 /// Close every fd except stdio, the preserved ones (3..3+n) and `keep` (CVE-2024-21626: no
 /// host fd may survive into the container, not even until exec).
-fn close_stray_fds(keep: &[i32], preserve_fds: i32) -> Result<()> {
+pub(crate) fn close_stray_fds(keep: &[i32], preserve_fds: i32) -> Result<()> {
     let mut keep: Vec<u32> = keep.iter().map(|&f| f as u32).collect();
     keep.sort_unstable();
     let mut next = 3 + preserve_fds.max(0) as u32;
@@ -215,7 +215,7 @@ fn close_range(first: u32, last: u32) -> Result<()> {
 }
 
 /// chdir into the cwd and check it is reachable from the container's root.
-fn enter_cwd(cwd: &std::path::Path) -> Result<()> {
+pub(crate) fn enter_cwd(cwd: &std::path::Path) -> Result<()> {
     nix::unistd::chdir(cwd).with_context(|| format!("chdir to cwd {}", cwd.display()))?;
     let now: PathBuf = nix::unistd::getcwd().context("getcwd")?;
     // A cwd outside the root shows as "(unreachable)/…" (CVE-2024-21626).

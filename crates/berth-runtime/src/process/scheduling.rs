@@ -32,9 +32,33 @@ pub fn apply_oom_score_adj(value: i32) -> Result<()> {
             "oomScoreAdj {value} is outside -1000..1000"
         )));
     }
-    std::fs::write("/proc/self/oom_score_adj", value.to_string().as_bytes()).with_context(|| {
+    let file = open_proc_self_oom_score_adj()?;
+    std::io::Write::write_all(&mut std::fs::File::from(file), value.to_string().as_bytes()).with_context(|| {
         format!("set oom_score_adj to {value} (lowering it needs CAP_SYS_RESOURCE)")
     })
+}
+
+/// `/proc/self/oom_score_adj`, opened only inside a procfs (CVE-2025-52881): the container's
+/// /proc may be a plain directory of the image whose `self` is a symlink to a bind mount.
+fn open_proc_self_oom_score_adj() -> Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::OFlag;
+    let proc = nix::fcntl::open("/proc", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+        .context("set oom_score_adj: open /proc")?;
+    let is_proc = nix::sys::statfs::fstatfs(&proc).context("set oom_score_adj: statfs /proc")?.filesystem_type()
+        == nix::sys::statfs::PROC_SUPER_MAGIC;
+    if !is_proc {
+        return Err(Error::InvalidConfig("set oom_score_adj: /proc is not a procfs".into()));
+    }
+    // `self` is an ordinary symlink within the procfs; nothing may leave it.
+    let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_XDEV | libc::RESOLVE_NO_MAGICLINKS;
+    crate::rootfs::safe_path::openat2(
+        std::os::fd::AsFd::as_fd(&proc),
+        std::path::Path::new("self/oom_score_adj"),
+        OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
+        0,
+        resolve,
+    )
+    .context("set oom_score_adj: open /proc/self/oom_score_adj")
 }
 
 const PER_LINUX: libc::c_ulong = 0x0000;

@@ -135,6 +135,18 @@ pub fn file_type(fd: BorrowedFd) -> nix::Result<libc::mode_t> {
     Ok(nix::sys::stat::fstat(fd)?.st_mode & libc::S_IFMT)
 }
 
+/// Whether the symlink `name` in `dir` (open as `link`) is a procfs magic link such as
+/// `/proc/self/fd/N`: following it with RESOLVE_NO_MAGICLINKS fails with ELOOP.
+fn is_magic_link(dir: BorrowedFd, name: &OsStr, link: BorrowedFd) -> bool {
+    let on_proc = nix::sys::statfs::fstatfs(link)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    on_proc
+        && matches!(
+            openat2(dir, Path::new(name), OFlag::O_PATH, 0, libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_BENEATH),
+            Err(nix::Error::ELOOP)
+        )
+}
+
 /// The target of the symlink `fd` (an `O_PATH|O_NOFOLLOW` fd).
 fn read_link_fd(fd: BorrowedFd) -> nix::Result<OsString> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
@@ -187,6 +199,10 @@ fn walk_creating(root: BorrowedFd, path: &Path, leaf: Leaf) -> Result<OwnedFd> {
             links += 1;
             if links > MAX_SYMLINKS {
                 return Err(fail("too many levels of symbolic links".into()));
+            }
+            if is_magic_link(dir, &name, fd.as_fd()) {
+                // Its text ("/host/path", "socket:[N]") is not a path in the root (CVE-2024-21626).
+                return Err(fail(format!("{:?} is a procfs magic link", name)));
             }
             let target = read_link_fd(fd.as_fd()).map_err(|e| fail(format!("readlink {:?}: {e}", name)))?;
             let target = PathBuf::from(target);

@@ -1,0 +1,196 @@
+//! `exec`: run another process inside a running container — joins every namespace and the
+//! cgroup of the container's init, applies the process's attributes and seccomp, execs.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use crate::cgroup::ContainerCgroup;
+use crate::container::Runtime;
+use crate::error::{Context, Error, Result};
+use crate::init::{close_stray_fds, enter_cwd, load_seccomp};
+use crate::namespaces::{clone_init, ChildOnlyNamespaces, JoinedNamespace, NamespacePlan};
+use crate::state::{self, StateDir, Status};
+use crate::sync::{self, FromInit, SyncSocket, ToInit};
+
+/// Options of `exec`, as runc's flags (the process itself is already built).
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    /// The process to run (runc's `--process` file, or built from the flags).
+    pub process: Option<Process>,
+    /// `--console-socket`.
+    pub console_socket: Option<PathBuf>,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--preserve-fds`.
+    pub preserve_fds: i32,
+    /// `--ignore-paused`.
+    pub ignore_paused: bool,
+}
+
+/// The running exec'd process, a child of the calling process.
+pub struct ExecProcess {
+    /// Its pid (in the caller's pid namespace).
+    pub pid: i32,
+}
+
+impl Runtime {
+    /// The process `exec` would run by default: the container's own, for overriding.
+    pub fn container_process(&self, id: &str) -> Result<Process> {
+        let dir = StateDir::open(self.root(), id)?;
+        Ok(dir.load_config()?.process().clone().unwrap_or_default())
+    }
+
+    /// Start `opts.process` inside the running container `id`. The caller waits for it.
+    ///
+    /// The caller must be single-threaded (the process is forked from it).
+    pub fn exec(&self, id: &str, opts: ExecOptions) -> Result<ExecProcess> {
+        let dir = StateDir::open(self.root(), id)?;
+        let record = dir.load()?;
+        match state::derive_status(&dir, &record) {
+            Status::Running | Status::Created => {}
+            Status::Paused if opts.ignore_paused => {}
+            Status::Paused => return Err(wrong(id, "cannot exec in a paused container (use --ignore-paused)")),
+            s => return Err(wrong(id, &format!("cannot exec in a {s} container"))),
+        }
+        let spec = dir.load_config()?;
+        let process = opts.process.clone().ok_or_else(|| Error::InvalidConfig("exec: no process".into()))?;
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::InvalidConfig("exec: process.args must not be empty".into()));
+        }
+        let console = match (&opts.console_socket, process.terminal().unwrap_or(false)) {
+            (Some(p), true) => Some(crate::console::connect_socket(p)?),
+            (None, true) => return Err(Error::InvalidConfig("exec --tty needs --console-socket".into())),
+            _ => None,
+        };
+        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(profile) => Some(crate::seccomp::prepare_cached(profile, &self.root().join(crate::container::SECCOMP_CACHE))?),
+            None => None,
+        };
+        let plan = join_plan(&spec, record.pid)?;
+        // The container's lock is not held while the process runs.
+        drop(dir);
+
+        let (parent_sock, child_sock) = sync::pair()?;
+        let guard = ChildOnlyNamespaces::enter(&plan, None)?;
+        let child = match clone_init(0, None) {
+            // The parent returns to its own pid/time namespaces; the child must not.
+            Ok(None) => {
+                std::mem::forget(guard);
+                None
+            }
+            other => {
+                drop(guard);
+                other?
+            }
+        };
+        let Some(child) = child else {
+            drop(parent_sock);
+            let err = match exec_child(&plan, &spec, &process, console, seccomp.as_ref(), &child_sock, opts.preserve_fds) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let _ = child_sock.send(&FromInit::Error(err.to_string()));
+            // SAFETY: ends the forked child without running the parent's destructors.
+            unsafe { libc::_exit(1) }
+        };
+        drop(child_sock);
+        let fail = |e: Error| {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.pid), nix::sys::signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None);
+            e
+        };
+        ContainerCgroup::from_paths(record.cgroup_paths.clone()).apply(child.pid).map_err(fail)?;
+        parent_sock.send(&ToInit::Go { host_pid: child.pid }).map_err(fail)?;
+        loop {
+            match parent_sock.recv::<FromInit>().map_err(fail)? {
+                Some(FromInit::Ready) => break,
+                Some(FromInit::Error(msg)) => return Err(fail(Error::Init(format!("exec: {msg}")))),
+                Some(other) => return Err(fail(Error::Init(format!("exec: unexpected message {other:?}")))),
+                None => return Err(fail(Error::Init("exec: the process exited during setup".into()))),
+            }
+        }
+        if let Some(p) = &opts.pid_file {
+            state::write_atomic(p, child.pid.to_string().as_bytes()).map_err(fail)?;
+        }
+        drop(child.pidfd);
+        Ok(ExecProcess { pid: child.pid })
+    }
+}
+
+fn wrong(id: &str, message: &str) -> Error {
+    Error::WrongState { id: id.to_string(), message: message.to_string() }
+}
+
+/// Every namespace of the container, opened from its init; the ones the caller already
+/// shares are left out (joining one's own user namespace is an error).
+fn join_plan(spec: &Spec, init_pid: i32) -> Result<NamespacePlan> {
+    let mut joined = Vec::new();
+    for ns in spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+        let name = match ns.typ() {
+            LinuxNamespaceType::Mount => "mnt",
+            LinuxNamespaceType::Network => "net",
+            other => match other {
+                LinuxNamespaceType::Pid => "pid",
+                LinuxNamespaceType::User => "user",
+                LinuxNamespaceType::Ipc => "ipc",
+                LinuxNamespaceType::Uts => "uts",
+                LinuxNamespaceType::Cgroup => "cgroup",
+                _ => "time",
+            },
+        };
+        let theirs = format!("/proc/{init_pid}/ns/{name}");
+        let ino = std::fs::metadata(&theirs).with_context(|| format!("container namespace {theirs}"))?.ino();
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}")).map(|m| m.ino()).unwrap_or(0);
+        if ino == ours {
+            continue;
+        }
+        let f = File::open(&theirs).with_context(|| format!("open {theirs}"))?;
+        joined.push(JoinedNamespace { typ: ns.typ(), fd: f.into() });
+    }
+    Ok(NamespacePlan { new: Vec::new(), joined })
+}
+
+enum Never {}
+
+fn exec_child(
+    plan: &NamespacePlan,
+    spec: &Spec,
+    process: &Process,
+    console: Option<OwnedFd>,
+    seccomp: Option<&crate::seccomp::CompiledFilter>,
+    sync: &SyncSocket,
+    preserve_fds: i32,
+) -> Result<Never> {
+    match sync.recv::<ToInit>()? {
+        Some(ToInit::Go { .. }) => {}
+        other => return Err(Error::Init(format!("unexpected message {other:?}"))),
+    }
+    plan.enter_in_init()?;
+    if let Some(sock) = console {
+        crate::console::setup_for_exec(sock, process.console_size().as_ref())?;
+    }
+    close_stray_fds(&[sync.raw()], preserve_fds)?;
+    enter_cwd(process.cwd())?;
+    let env = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let arg0 = args.first().ok_or_else(|| Error::InvalidConfig("process.args is empty".into()))?;
+    let exe = crate::process::resolve_executable(arg0, &env)?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        load_seccomp(seccomp, sync)?;
+    }
+    crate::process::apply_with_personality(process, spec.linux().as_ref().and_then(|l| l.personality().as_ref()))?;
+    if nnp {
+        load_seccomp(seccomp, sync)?;
+    }
+    sync.send(&FromInit::Ready)?;
+    let err = crate::process::exec(&exe, &args, &env);
+    eprintln!("berth-runtime exec: {}: {err}", exe.display());
+    // SAFETY: ends the process.
+    unsafe { libc::_exit(127) }
+}
+
