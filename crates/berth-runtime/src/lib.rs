@@ -16,6 +16,7 @@ pub mod error;
 pub mod exec;
 pub mod exe_seal;
 pub mod hooks;
+pub mod manage;
 pub mod lsm;
 mod init;
 pub mod namespaces;
