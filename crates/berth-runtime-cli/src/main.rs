@@ -2,6 +2,7 @@
 
 mod exec_cmd;
 mod logging;
+mod manage_cmds;
 mod signals;
 
 use std::io::Write;
@@ -126,6 +127,16 @@ enum Command {
     Features,
     /// Run a process in a running container.
     Exec(exec_cmd::ExecArgs),
+    /// Suspend every process of the container.
+    Pause(manage_cmds::IdArgs),
+    /// Resume a paused container.
+    Resume(manage_cmds::IdArgs),
+    /// List the processes of a container.
+    Ps(manage_cmds::PsArgs),
+    /// Print the container's stats and OOM events.
+    Events(manage_cmds::EventsArgs),
+    /// Change the resource limits of a running container.
+    Update(manage_cmds::UpdateArgs),
 }
 
 fn main() -> ExitCode {
@@ -184,6 +195,11 @@ fn run(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             berth_runtime::exe_seal::ensure_sealed()?;
             return exec_cmd::exec(&runtime, a);
         }
+        Command::Pause(a) => manage_cmds::pause(&runtime, a)?,
+        Command::Resume(a) => manage_cmds::resume(&runtime, a)?,
+        Command::Ps(a) => manage_cmds::ps(&runtime, a)?,
+        Command::Events(a) => manage_cmds::events(&runtime, a)?,
+        Command::Update(a) => manage_cmds::update(&runtime, a)?,
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&berth_runtime::spec::features())?);
         }
