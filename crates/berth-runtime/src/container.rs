@@ -149,6 +149,16 @@ impl Runtime {
         let (parent_sock, init_sock) = sync::pair()?;
 
         tracing::debug!("cloning init");
+        // The cgroup exists, with its limits, before the init does; the init joins it
+        // itself (see cgroup::join_self_v1) unless it lives in a new user namespace.
+        cgroup.create()?;
+        *cgroup_out = Some(cgroup.paths());
+        if let Some(res) = linux.and_then(crate::cgroup::effective_resources) {
+            cgroup.set(&res)?;
+        }
+        tracing::debug!("cgroup created");
+        let self_join = !plan.has(LinuxNamespaceType::User);
+        let task_files = if self_join { cgroup.v1_task_files() } else { Vec::new() };
         let guard = ChildOnlyNamespaces::enter(&plan, linux)?;
         let cg_fd = cgroup.clone_into_fd();
         let child = clone_init(plan.clone_flags(), cg_fd.as_ref().map(|f| f.as_raw_fd()));
@@ -178,6 +188,7 @@ impl Runtime {
                     no_new_keyring: opts.no_new_keyring,
                     preserve_fds: opts.preserve_fds,
                     seccomp: seccomp.as_ref(),
+                    cgroup_task_files: &task_files,
                 },
                 init_sock,
             );
@@ -195,13 +206,9 @@ impl Runtime {
             if plan.creates(LinuxNamespaceType::User) {
                 crate::namespaces::write_id_maps(child.pid, linux)?;
             }
-            cgroup.apply(child.pid)?;
-        tracing::debug!("cgroup applied");
-            *cgroup_out = Some(cgroup.paths());
-            if let Some(res) = linux.and_then(crate::cgroup::effective_resources) {
-                cgroup.set(&res)?;
+            if !self_join {
+                cgroup.apply(child.pid)?;
             }
-        tracing::debug!("resources set");
             parent_sock.send(&ToInit::Go { host_pid: child.pid })?;
             loop {
                 let (msg, fd) = match parent_sock.recv_with_fd::<FromInit>()? {
@@ -439,12 +446,19 @@ fn kill_and_reap(pidfd: &OwnedFd, pid: i32) {
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
 }
 
+/// The creator's user name from /etc/passwd (not NSS: no dlopen on the start path).
 fn owner_name() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid)
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::fs::read_to_string("/etc/passwd")
         .ok()
-        .flatten()
-        .map(|u| u.name)
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)? == uid.to_string()).then(|| name.to_string())
+            })
+        })
         .unwrap_or_else(|| uid.to_string())
 }
 

@@ -2,7 +2,7 @@
 //! cgroup of the container's init, applies the process's attributes and seccomp, execs.
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -75,8 +75,13 @@ impl Runtime {
         drop(dir);
 
         let (parent_sock, child_sock) = sync::pair()?;
+        // Like the init, the process joins the cgroup without the slow pid migration: the
+        // v2 part at clone, the v1 part by moving itself before it enters the namespaces.
+        let cgroup = ContainerCgroup::from_paths(record.cgroup_paths.clone());
+        let task_files = cgroup.v1_task_files();
+        let cg_fd = cgroup.clone_into_fd();
         let guard = ChildOnlyNamespaces::enter(&plan, None)?;
-        let child = match clone_init(0, None) {
+        let child = match clone_init(0, cg_fd.as_ref().map(|f| f.as_raw_fd())) {
             // The parent returns to its own pid/time namespaces; the child must not.
             Ok(None) => {
                 std::mem::forget(guard);
@@ -89,7 +94,7 @@ impl Runtime {
         };
         let Some(child) = child else {
             drop(parent_sock);
-            let err = match exec_child(&plan, &spec, &process, console, seccomp.as_ref(), &child_sock, opts.preserve_fds) {
+            let err = match exec_child(&plan, &spec, &process, console, seccomp.as_ref(), &child_sock, opts.preserve_fds, &task_files) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -103,7 +108,6 @@ impl Runtime {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None);
             e
         };
-        ContainerCgroup::from_paths(record.cgroup_paths.clone()).apply(child.pid).map_err(fail)?;
         parent_sock.send(&ToInit::Go { host_pid: child.pid }).map_err(fail)?;
         loop {
             match parent_sock.recv::<FromInit>().map_err(fail)? {
@@ -156,6 +160,7 @@ fn join_plan(spec: &Spec, init_pid: i32) -> Result<NamespacePlan> {
 
 enum Never {}
 
+#[allow(clippy::too_many_arguments)]
 fn exec_child(
     plan: &NamespacePlan,
     spec: &Spec,
@@ -164,11 +169,13 @@ fn exec_child(
     seccomp: Option<&crate::seccomp::CompiledFilter>,
     sync: &SyncSocket,
     preserve_fds: i32,
+    cgroup_task_files: &[PathBuf],
 ) -> Result<Never> {
     match sync.recv::<ToInit>()? {
         Some(ToInit::Go { .. }) => {}
         other => return Err(Error::Init(format!("unexpected message {other:?}"))),
     }
+    crate::cgroup::join_self_v1(cgroup_task_files)?;
     plan.enter_in_init()?;
     if let Some(sock) = console {
         crate::console::setup_for_exec(sock, process.console_size().as_ref())?;

@@ -26,6 +26,8 @@ pub struct InitContext<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
     pub seccomp: Option<&'a crate::seccomp::CompiledFilter>,
+    /// v1 `tasks` files to join before anything else (empty when the parent did it).
+    pub cgroup_task_files: &'a [std::path::PathBuf],
 }
 
 /// Run the init; exits the process.
@@ -60,6 +62,7 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
             libc::setresuid(0, 0, 0);
         }
     }
+    crate::cgroup::join_self_v1(ctx.cgroup_task_files)?;
     ns.enter_in_init()?;
     tracing::debug!("init: namespaces entered");
 
