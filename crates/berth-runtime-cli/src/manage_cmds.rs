@@ -54,46 +54,46 @@ pub struct UpdateArgs {
     #[arg(short, long)]
     resources: Option<PathBuf>,
     /// Block IO weight (10-1000).
-    #[arg(long = "blkio-weight")]
+    #[arg(long = "blkio-weight", allow_negative_numbers = true)]
     blkio_weight: Option<String>,
     /// CPU CFS period in microseconds.
-    #[arg(long = "cpu-period")]
+    #[arg(long = "cpu-period", allow_negative_numbers = true)]
     cpu_period: Option<String>,
     /// CPU CFS quota in microseconds (-1: unlimited).
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
     cpu_quota: Option<String>,
     /// CPU shares (relative weight vs. other containers).
-    #[arg(long = "cpu-share", alias = "cpu-shares")]
+    #[arg(long = "cpu-share", alias = "cpu-shares", allow_negative_numbers = true)]
     cpu_share: Option<String>,
     /// CPU realtime period in microseconds.
-    #[arg(long = "cpu-rt-period")]
+    #[arg(long = "cpu-rt-period", allow_negative_numbers = true)]
     cpu_rt_period: Option<String>,
     /// CPU realtime runtime in microseconds.
-    #[arg(long = "cpu-rt-runtime")]
+    #[arg(long = "cpu-rt-runtime", allow_negative_numbers = true)]
     cpu_rt_runtime: Option<String>,
     /// CPUs to use (0-3, 0,1).
-    #[arg(long = "cpuset-cpus")]
+    #[arg(long = "cpuset-cpus", allow_negative_numbers = true)]
     cpuset_cpus: Option<String>,
     /// Memory nodes to use (0-3, 0,1).
-    #[arg(long = "cpuset-mems")]
+    #[arg(long = "cpuset-mems", allow_negative_numbers = true)]
     cpuset_mems: Option<String>,
     /// Kernel memory limit (obsolete; ignored by new kernels).
-    #[arg(long = "kernel-memory")]
+    #[arg(long = "kernel-memory", allow_negative_numbers = true)]
     kernel_memory: Option<String>,
     /// Kernel TCP buffer memory limit (obsolete; ignored by new kernels).
-    #[arg(long = "kernel-memory-tcp")]
+    #[arg(long = "kernel-memory-tcp", allow_negative_numbers = true)]
     kernel_memory_tcp: Option<String>,
     /// Memory limit (e.g. 512m, 1g; -1: unlimited).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     memory: Option<String>,
     /// Memory soft limit.
-    #[arg(long = "memory-reservation")]
+    #[arg(long = "memory-reservation", allow_negative_numbers = true)]
     memory_reservation: Option<String>,
     /// Memory plus swap limit (-1: unlimited swap).
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_negative_numbers = true)]
     memory_swap: Option<String>,
     /// Maximum number of pids (-1: unlimited).
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_negative_numbers = true)]
     pids_limit: Option<String>,
 }
 
