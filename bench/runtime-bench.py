@@ -33,26 +33,39 @@ def build_bundle(base, profile, spec_from):
         json.dump(cfg, f, indent=1)
     return bundle
 
+def peak_rss(launcher, binary, root, bundle, cid, extra=()):
+    """Peak RSS (KiB) of one `run`, measured through a tiny static launcher."""
+    p = subprocess.run([launcher, binary, *extra, "--root", root, "run", "--bundle", bundle, cid],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in reversed(p.stderr.splitlines()):
+        if line.startswith("peak-rss-kib "):
+            return int(line.split()[1])
+    raise RuntimeError(f"{binary}: no RSS reported: {p.stderr}")
+
 def one_run(binary, root, bundle, cid, extra=()):
     t0 = time.perf_counter()
     p = subprocess.Popen([binary, *extra, "--root", root, "run", "--bundle", bundle, cid],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
+    _, status, _ = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t0
     err = p.stderr.read().decode(errors="replace")
     p.stderr.close()
     if status != 0:
         raise RuntimeError(f"{binary} run failed ({status}): {err}")
-    return dt * 1000.0, ru.ru_maxrss
+    return dt * 1000.0
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--profile", default="plain", choices=["plain", "limits"])
     here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--berth", default=os.path.join(here, "..", "target", "release", "berth-runtime"))
+    ap.add_argument("--berth", help="berth-runtime binary (default: build with scripts/build-release)")
     args = ap.parse_args()
-    berth = os.path.abspath(args.berth)
+    if args.berth:
+        berth = os.path.abspath(args.berth)
+    else:
+        berth = subprocess.run([os.path.join(here, "..", "scripts", "build-release")], check=True,
+                               stdout=subprocess.PIPE, text=True).stdout.strip()
     runtimes = [("berth-runtime", berth, ())]
     for name in ["crun", "runc", "youki"]:
         path = shutil.which(name)
@@ -85,9 +98,13 @@ def main():
                     raise
         for i in range(args.runs):
             for name, binary, extra in runtimes:
-                ms, kb = one_run(binary, os.path.join(base, "root-" + name), bundle, f"b{i}-{name}", extra)
+                ms = one_run(binary, os.path.join(base, "root-" + name), bundle, f"b{i}-{name}", extra)
                 samples[name].append(ms)
-                rss[name].append(kb)
+        launcher = os.path.join(base, "peak-rss")
+        subprocess.run(["gcc", "-static", "-O2", "-o", launcher, os.path.join(here, "peak-rss.c")], check=True)
+        for i in range(5):
+            for name, binary, extra in runtimes:
+                rss[name].append(peak_rss(launcher, binary, os.path.join(base, "root-" + name), bundle, f"r{i}-{name}", extra))
         med = {n: statistics.median(v) for n, v in samples.items()}
         print(f"runtime `run /bin/true`, profile={args.profile}, {args.runs} alternating runs each")
         print(f"{'runtime':<14}{'median ms':>10}{'p90 ms':>9}{'peak RSS KiB':>14}{'berth/this':>12}")

@@ -318,7 +318,12 @@ impl Runtime {
             return Ok(());
         }
         let pidfd = open_pidfd(&record).ok_or_else(|| wrong(id, "container not running"))?;
-        send_signal(&pidfd, signal).with_context(|| format!("signal container {id:?}"))
+        send_signal(&pidfd, signal).with_context(|| format!("signal container {id:?}"))?;
+        // Like runc: a SIGKILLed paused container is thawed so that it actually dies.
+        if signal == libc::SIGKILL && state::derive_status(&dir, &record) == Status::Paused {
+            crate::cgroup::ContainerCgroup::from_paths(record.cgroup_paths.clone()).thaw()?;
+        }
+        Ok(())
     }
 
     /// Delete a container: kill what remains (a running one only with `force`), remove its
@@ -335,6 +340,11 @@ impl Runtime {
         let cgroup = crate::cgroup::ContainerCgroup::from_paths(record.cgroup_paths.clone());
         if status != Status::Stopped {
             if let Some(pidfd) = open_pidfd(&record) {
+                let _ = send_signal(&pidfd, libc::SIGKILL);
+                // A frozen process only dies once thawed (cgroup v1).
+                if status == Status::Paused {
+                    cgroup.thaw()?;
+                }
                 kill_and_wait(&pidfd);
             }
         }

@@ -216,10 +216,10 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
 pub fn derive_status(dir: &StateDir, record: &ContainerRecord) -> Status {
     match process_start_time(record.pid) {
         Some(t) if t == record.pid_start_time => {
-            if dir.fifo_path().exists() {
-                Status::Created
-            } else if berth_cgroups::is_frozen(&record.cgroup_paths) {
+            if berth_cgroups::is_frozen(&record.cgroup_paths) {
                 Status::Paused
+            } else if dir.fifo_path().exists() {
+                Status::Created
             } else {
                 Status::Running
             }
