@@ -41,6 +41,15 @@ impl ContainerCgroup {
             .map(OwnedFd::from)
     }
 
+    /// Create only what clone3's CLONE_INTO_CGROUP needs: the cgroup2 directory.
+    pub fn create_for_clone(&self) -> Result<()> {
+        if let Some(dir) = self.manager.paths().remove("") {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Io { context: format!("create cgroup {}", dir.display()), source: e })?;
+        }
+        Ok(())
+    }
+
     /// Create the cgroup's directories without moving any process.
     pub fn create(&mut self) -> Result<()> {
         Ok(self.manager.apply(0)?)

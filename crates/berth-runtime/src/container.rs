@@ -151,12 +151,8 @@ impl Runtime {
         tracing::debug!("cloning init");
         // The cgroup exists, with its limits, before the init does; the init joins it
         // itself (see cgroup::join_self_v1) unless it lives in a new user namespace.
-        cgroup.create()?;
+        cgroup.create_for_clone()?;
         *cgroup_out = Some(cgroup.paths());
-        if let Some(res) = linux.and_then(crate::cgroup::effective_resources) {
-            cgroup.set(&res)?;
-        }
-        tracing::debug!("cgroup created");
         let self_join = !plan.has(LinuxNamespaceType::User);
         let task_files = if self_join { cgroup.v1_task_files() } else { Vec::new() };
         let guard = ChildOnlyNamespaces::enter(&plan, linux)?;
@@ -206,10 +202,17 @@ impl Runtime {
             if plan.creates(LinuxNamespaceType::User) {
                 crate::namespaces::write_id_maps(child.pid, linux)?;
             }
+            send_to_init(&parent_sock, &ToInit::Go { host_pid: child.pid })?;
+            // While the init prepares its mounts, its cgroup is made and limited.
+            cgroup.create()?;
+            if let Some(res) = linux.and_then(crate::cgroup::effective_resources) {
+                cgroup.set(&res)?;
+            }
             if !self_join {
                 cgroup.apply(child.pid)?;
             }
-            parent_sock.send(&ToInit::Go { host_pid: child.pid })?;
+            send_to_init(&parent_sock, &ToInit::CgroupReady)?;
+            tracing::debug!("cgroup ready");
             loop {
                 let (msg, fd) = match parent_sock.recv_with_fd::<FromInit>()? {
                     Some((m, fd)) => (Some(m), fd),
@@ -226,7 +229,7 @@ impl Runtime {
                             hooks::run(HookPhase::Prestart, h.prestart().as_deref().unwrap_or(&[]), &st)?;
                             hooks::run(HookPhase::CreateRuntime, h.create_runtime().as_deref().unwrap_or(&[]), &st)?;
                         }
-                        parent_sock.send(&ToInit::HooksDone)?;
+                        send_to_init(&parent_sock, &ToInit::HooksDone)?;
                     }
                     Some(FromInit::Ready) => return Ok(()),
                     Some(FromInit::Error(msg)) => return Err(Error::Init(msg)),
@@ -362,6 +365,15 @@ impl Runtime {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// Send to the init; if it has already failed and gone, report its error rather than
+/// the broken pipe.
+fn send_to_init(sock: &sync::SyncSocket, msg: &ToInit) -> Result<()> {
+    sock.send(msg).map_err(|send_err| match sock.recv::<FromInit>() {
+        Ok(Some(FromInit::Error(m))) => Error::Init(m),
+        _ => send_err,
+    })
+}
 
 /// Cache of compiled seccomp programs, under the runtime root.
 pub(crate) const SECCOMP_CACHE: &str = ".seccomp-cache";

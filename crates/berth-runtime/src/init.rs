@@ -62,7 +62,6 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
             libc::setresuid(0, 0, 0);
         }
     }
-    crate::cgroup::join_self_v1(ctx.cgroup_task_files)?;
     ns.enter_in_init()?;
     tracing::debug!("init: namespaces entered");
 
@@ -89,7 +88,24 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
     };
     // Relative bind sources are relative to the bundle, as with runc.
     nix::unistd::chdir(ctx.bundle).with_context(|| format!("chdir to bundle {}", ctx.bundle.display()))?;
-    rootfs::prepare(&rctx)?;
+    // The parent sets the cgroup up meanwhile; the init joins it before the first cgroup
+    // mount, or at the latest before the hooks.
+    let mut in_cgroup = false;
+    let mut cgroup_barrier = || -> Result<()> {
+        if in_cgroup {
+            return Ok(());
+        }
+        match sync.recv::<ToInit>()? {
+            Some(ToInit::CgroupReady) => {}
+            other => return Err(Error::Init(format!("unexpected message {other:?} while waiting for the cgroup"))),
+        }
+        crate::cgroup::join_self_v1(ctx.cgroup_task_files)?;
+        ns.unshare_cgroup()?;
+        in_cgroup = true;
+        Ok(())
+    };
+    rootfs::prepare_with_barrier(&rctx, &mut cgroup_barrier)?;
+    cgroup_barrier()?;
     tracing::debug!("init: rootfs prepared");
 
     let state = hook_state(ctx.id, host_pid, ctx.bundle, spec, "creating");

@@ -87,7 +87,8 @@ impl NamespacePlan {
     }
 
     /// In the init: join the namespaces given by path (user first, mount last), then unshare
-    /// what the clone could not create.
+    /// what the clone could not create — except a new cgroup namespace, which waits for
+    /// [`Self::unshare_cgroup`] once the init is in its cgroup.
     pub fn enter_in_init(&self) -> Result<()> {
         let order = [
             LinuxNamespaceType::User,
@@ -115,13 +116,23 @@ impl NamespacePlan {
                 })
                 .fold(0, |acc, t| acc | clone_flag(*t));
         }
-        if self.creates(LinuxNamespaceType::Cgroup) {
-            late |= libc::CLONE_NEWCGROUP as u64;
-        }
         if late != 0 {
             // SAFETY: unshare takes only flags.
             if unsafe { libc::unshare(late as libc::c_int) } != 0 {
                 return Err(std::io::Error::last_os_error()).context("unshare namespaces in init");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl NamespacePlan {
+    /// In the init, once it is in its cgroup: a new cgroup namespace rooted there.
+    pub fn unshare_cgroup(&self) -> Result<()> {
+        if self.creates(LinuxNamespaceType::Cgroup) {
+            // SAFETY: unshare takes only flags.
+            if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("unshare cgroup namespace");
             }
         }
         Ok(())

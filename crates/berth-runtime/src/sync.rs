@@ -15,6 +15,8 @@ pub enum ToInit {
         /// The init's pid as the host sees it.
         host_pid: i32,
     },
+    /// The cgroup exists with its limits (and holds the init, if it cannot join by itself).
+    CgroupReady,
     /// The createRuntime hooks have run.
     HooksDone,
 }
@@ -85,7 +87,14 @@ impl SyncSocket {
     /// Receive one message and the fd attached to it, if any.
     pub fn recv_with_fd<T: for<'de> Deserialize<'de>>(&self) -> Result<Option<(T, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 65536];
-        let (n, fd) = crate::seccomp::recv_fd(self.0.as_fd(), &mut buf)?;
+        let (n, fd) = match crate::seccomp::recv_fd(self.0.as_fd(), &mut buf) {
+            // A peer that exits with unread messages makes the next recv fail once with
+            // ECONNRESET; what it sent before exiting is still queued behind that.
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ECONNRESET) => {
+                crate::seccomp::recv_fd(self.0.as_fd(), &mut buf)?
+            }
+            other => other?,
+        };
         if n == 0 {
             return Ok(None);
         }

@@ -76,11 +76,21 @@ fn readonly_dev_mount(spec: &Spec) -> bool {
 
 /// Before pivot: root propagation, bind of the rootfs, `mounts`, devices, `/dev` symlinks.
 pub fn prepare(ctx: &RootfsContext) -> Result<()> {
+    prepare_with_barrier(ctx, &mut || Ok(()))
+}
+
+/// [`prepare`], calling `cgroup_barrier` before the first `cgroup` mount (whose content
+/// depends on the init's cgroup and cgroup namespace), so that everything before it can
+/// overlap with the parent's cgroup setup.
+pub fn prepare_with_barrier(ctx: &RootfsContext, cgroup_barrier: &mut dyn FnMut() -> Result<()>) -> Result<()> {
     let spec = ctx.spec;
     let root_flag = rootfs_propagation(spec)?.unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     // Nothing the container mounts may propagate back to the host.
     mount_path(None, Path::new("/"), None, root_flag, None).context("set the propagation of /")?;
-    make_parent_mount_private(ctx.rootfs)?;
+    // Only a shared parent mount stops pivot_root; after rslave/rprivate there is none.
+    if root_flag & libc::MS_SHARED != 0 {
+        make_parent_mount_private(ctx.rootfs)?;
+    }
     mount_path(Some(ctx.rootfs), ctx.rootfs, None, libc::MS_BIND | libc::MS_REC, None)
         .with_context(|| format!("bind the rootfs {} onto itself", ctx.rootfs.display()))?;
     // Opened after the bind, so that it is the root of the new mount.
@@ -95,6 +105,9 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     let ro_dev = readonly_dev_mount(spec);
     for m in mounts(spec) {
         let _span = tracing::debug_span!("mount", destination = %m.destination().display()).entered();
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            cgroup_barrier()?;
+        }
         if ro_dev && m.destination() == Path::new("/dev") && !is_bind(m) {
             let mut rw = m.clone();
             let opts = m.options().as_deref().unwrap_or(&[]).iter().filter(|o| *o != "ro").cloned().collect();
