@@ -126,6 +126,17 @@ pub(crate) fn child_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Removes `dir` and its sub-cgroups, deepest first, retrying on EBUSY while
 /// exiting tasks leave. A missing directory is not an error.
+/// Removes `dir` if it is an empty leaf (no processes, no child cgroups): true when it is gone.
+/// One rmdir, the common case after a container's last process exited.
+pub(crate) fn remove_if_empty(dir: &Path) -> Result<bool> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) || e.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(false),
+        Err(source) => Err(Error::Io { path: dir.to_path_buf(), source }),
+    }
+}
+
 pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
     for child in child_dirs(dir)? {
         remove_tree(&child)?;

@@ -197,6 +197,13 @@ impl CgroupManager for V1Manager {
     }
 
     fn destroy(&self) -> Result<()> {
+        let mut all_gone = true;
+        for (_, dir) in self.unique_dirs() {
+            all_gone &= cgroupfs::remove_if_empty(dir)?;
+        }
+        if all_gone {
+            return Ok(());
+        }
         if self.paths.values().any(|d| d.exists()) {
             if let Err(e) = self.kill_all(Signal::SIGKILL) {
                 tracing::warn!(error = %e, "killing the cgroup's processes before removal failed");

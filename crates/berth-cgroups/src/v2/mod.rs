@@ -166,6 +166,9 @@ impl CgroupManager for V2Manager {
     }
 
     fn destroy(&self) -> Result<()> {
+        if cgroupfs::remove_if_empty(&self.leaf)? {
+            return Ok(());
+        }
         if self.leaf.exists() {
             if let Err(e) = self.kill_all(Signal::SIGKILL) {
                 tracing::warn!(error = %e, "killing the cgroup's processes before removal failed");
