@@ -30,6 +30,8 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// `--preserve-fds`.
     pub preserve_fds: i32,
+    /// Rootless mode (`--rootless`): cgroups only if delegated, no device rules.
+    pub rootless: bool,
 }
 
 /// The OCI state of a container, with runc's extra fields.
@@ -81,6 +83,7 @@ impl Runtime {
         let bundle = Bundle::load(&opts.bundle)?;
         tracing::debug!("bundle loaded");
         refuse_unimplemented(&bundle.spec)?;
+        crate::rootless::validate(&bundle.spec)?;
         let dir = StateDir::create(&self.root, id)?;
         let mut cgroup = None;
         match self.create_in(&dir, id, &bundle, opts, &mut cgroup) {
@@ -145,7 +148,10 @@ impl Runtime {
         };
         let plan = NamespacePlan::from_spec(linux)?;
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_deref());
-        let mut cgroup = crate::cgroup::ContainerCgroup::for_new(cgroups_path, id)?;
+        let mut cgroup = match opts.rootless {
+            true => crate::cgroup::ContainerCgroup::for_new_rootless(cgroups_path, id, linux.and_then(|l| l.resources().as_ref()))?,
+            false => crate::cgroup::ContainerCgroup::for_new(cgroups_path, id)?,
+        };
         let (parent_sock, init_sock) = sync::pair()?;
 
         tracing::debug!("cloning init");
@@ -250,6 +256,7 @@ impl Runtime {
             owner: owner_name(),
             annotations: spec.annotations().clone().unwrap_or_default(),
             cgroup_paths: cgroup.paths(),
+            has_poststart: spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()).is_some_and(|p| !p.is_empty()),
         };
         dir.save(&record).map_err(kill_child)?;
         tracing::debug!("created");
@@ -274,13 +281,16 @@ impl Runtime {
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
             .map_err(|e| wrong(id, &format!("the init is not waiting for start: {e}")))?;
-        let before = exe_identity(record.pid);
+        let before = if record.has_poststart { exe_identity(record.pid) } else { None };
         use std::io::Write;
         (&f).write_all(&[0]).with_context(|| format!("write exec fifo {}", fifo.display()))?;
         drop(f);
         std::fs::remove_file(&fifo).with_context(|| format!("remove exec fifo {}", fifo.display()))?;
         // poststart runs after the user process is executed (runtime spec): wait until the
         // init's executable is no longer ours, or the init is gone.
+        if !record.has_poststart {
+            return Ok(());
+        }
         wait_for_exec(&record, before);
         let spec = dir.load_config()?;
         if let Some(h) = spec.hooks().as_ref() {

@@ -69,6 +69,9 @@ pub struct ContainerRecord {
     /// cgroup paths of the container, per controller ("" for the v2 unified tree).
     #[serde(default)]
     pub cgroup_paths: HashMap<String, PathBuf>,
+    /// The config has poststart hooks (so `start` must wait for the exec and read it).
+    #[serde(default)]
+    pub has_poststart: bool,
 }
 
 /// One container's directory under the runtime root, locked for the life of this value.
