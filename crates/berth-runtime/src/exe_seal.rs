@@ -9,6 +9,9 @@
 //! filesystem that cannot be remounted read-write (an overlay without upper dir). The mount
 //! is detached (fsmount without move_mount), so it is in no mount table and disappears with
 //! the last process using it.
+//!
+//! An unprivileged caller (rootless mode) cannot mount an overlay; it re-executes from a
+//! sealed memfd copy of the binary instead (runc's way when it runs rootless).
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -33,8 +36,16 @@ pub fn is_sealed() -> bool {
     if unsafe { libc::fstatvfs(f.as_raw_fd(), &mut vfs) } != 0 {
         return false;
     }
-    st.f_type as i64 == OVERLAYFS_SUPER_MAGIC && (vfs.f_flag & libc::ST_RDONLY) != 0
+    if st.f_type as i64 == OVERLAYFS_SUPER_MAGIC && (vfs.f_flag & libc::ST_RDONLY) != 0 {
+        return true;
+    }
+    // SAFETY: F_GET_SEALS on an fd we own; fails with EINVAL unless it is a memfd.
+    let seals = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GET_SEALS) };
+    seals >= 0 && seals & MEMFD_SEALS == MEMFD_SEALS
 }
+
+/// Seals that make a memfd copy of the binary immutable.
+const MEMFD_SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
 /// Re-exec the current process from a read-only overlay of its binary, unless it already
 /// runs from one. Returns only if nothing had to be done.
@@ -50,15 +61,23 @@ pub fn ensure_sealed() -> Result<()> {
     let exe = std::fs::read_link("/proc/self/exe").context("read /proc/self/exe")?;
     let dir = exe.parent().ok_or_else(|| Error::Init("binary has no parent directory".into()))?;
     let name = exe.file_name().ok_or_else(|| Error::Init("binary has no file name".into()))?;
-    let mnt = sealed_overlay(dir)?;
-    let cname = CString::new(name.as_bytes()).map_err(|_| Error::Init("binary name has a NUL".into()))?;
-    // SAFETY: openat with a valid dir fd and NUL-terminated name.
-    let fd = unsafe { libc::openat(mnt.as_raw_fd(), cname.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("open the binary in the sealed overlay");
-    }
-    // SAFETY: fd was just returned by openat.
-    let exe_fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let exe_fd = match sealed_overlay(dir) {
+        Ok(mnt) => {
+            let cname = CString::new(name.as_bytes()).map_err(|_| Error::Init("binary name has a NUL".into()))?;
+            // SAFETY: openat with a valid dir fd and NUL-terminated name.
+            let fd = unsafe { libc::openat(mnt.as_raw_fd(), cname.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error()).context("open the binary in the sealed overlay");
+            }
+            // SAFETY: fd was just returned by openat.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        }
+        // Mounting needs CAP_SYS_ADMIN: without it (rootless), a sealed copy does the job.
+        Err(e) => {
+            tracing::debug!("sealed overlay unavailable ({e}): using a sealed memfd copy");
+            sealed_memfd(&exe)?
+        }
+    };
     std::env::set_var(SEALED_ENV, "1");
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
@@ -117,6 +136,21 @@ fn fsconfig(fs: &OwnedFd, cmd: u32, key: Option<&str>, value: Option<&str>) -> R
             .with_context(|| format!("overlay fsconfig {}={}", key.unwrap_or(""), value.unwrap_or("")));
     }
     Ok(())
+}
+
+/// A sealed, read-only memfd copy of the binary at `exe`.
+fn sealed_memfd(exe: &std::path::Path) -> Result<OwnedFd> {
+    let src = std::fs::File::open(exe).with_context(|| format!("open {}", exe.display()))?;
+    // SAFETY: memfd_create takes a NUL-terminated name and flags and returns a new fd.
+    let rc = unsafe { libc::memfd_create(c"berth-runtime".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let memfd = std::fs::File::from(sys_fd(rc as libc::c_long, "memfd_create for the sealed binary copy")?);
+    // std's copy uses copy_file_range / sendfile where the kernel allows them.
+    std::io::copy(&mut &src, &mut &memfd).with_context(|| format!("copy {} into a memfd", exe.display()))?;
+    // SAFETY: F_ADD_SEALS on the memfd we own.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, MEMFD_SEALS) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("seal the memfd copy of the binary");
+    }
+    Ok(memfd.into())
 }
 
 const FSCONFIG_SET_STRING: u32 = 1;
