@@ -13,17 +13,42 @@ use crate::error::{Error, Result};
 /// A container's cgroup as the lifecycle operations use it.
 pub struct ContainerCgroup {
     manager: Box<dyn CgroupManager>,
+    // Rootless mode: device rules are dropped, as runc does (writing them needs privileges).
+    rootless: bool,
 }
 
 impl ContainerCgroup {
     /// The cgroup a new container will get (`linux.cgroupsPath`, or `/berth/<id>`).
     pub fn for_new(cgroups_path: Option<&Path>, id: &str) -> Result<Self> {
-        Ok(ContainerCgroup { manager: berth_cgroups::new_manager(cgroups_path, id)? })
+        Ok(ContainerCgroup { manager: berth_cgroups::new_manager(cgroups_path, id)?, rootless: false })
+    }
+
+    /// The cgroup of a new rootless container: used only if it is delegated to us (every
+    /// directory, or its parent, writable); otherwise none, which is an error if `resources`
+    /// asks for limits (device rules are dropped in rootless mode).
+    pub fn for_new_rootless(cgroups_path: Option<&Path>, id: &str, resources: Option<&LinuxResources>) -> Result<Self> {
+        let manager = berth_cgroups::new_manager(cgroups_path, id)?;
+        let paths = manager.paths();
+        let missing: Vec<&PathBuf> = paths.values().filter(|d| !crate::rootless::delegated(d)).collect();
+        if missing.is_empty() && !paths.is_empty() {
+            return Ok(ContainerCgroup { manager, rootless: true });
+        }
+        let limits = resources.map(crate::rootless::requested_limits).unwrap_or_default();
+        if !limits.is_empty() {
+            let shown = missing.first().map(|d| d.display().to_string()).unwrap_or_default();
+            return Err(Error::InvalidConfig(format!(
+                "rootless container {id:?}: linux.resources asks for {} but its cgroup is not delegated \
+                 ({shown} and its parent are not writable by this user)",
+                limits.join(", ")
+            )));
+        }
+        tracing::warn!("rootless: cgroups not delegated, resource limits ignored");
+        Ok(ContainerCgroup { manager: berth_cgroups::from_paths(HashMap::new()), rootless: true })
     }
 
     /// Reopen a container's cgroup from its recorded paths.
     pub fn from_paths(paths: HashMap<String, PathBuf>) -> Self {
-        ContainerCgroup { manager: berth_cgroups::from_paths(paths) }
+        ContainerCgroup { manager: berth_cgroups::from_paths(paths), rootless: false }
     }
 
     /// An fd for clone3's CLONE_INTO_CGROUP: the container's cgroup2 directory (the whole
@@ -72,7 +97,26 @@ impl ContainerCgroup {
 
     /// Write the config's resources.
     pub fn set(&self, r: &LinuxResources) -> Result<()> {
+        if self.manager.paths().is_empty() {
+            let limits = crate::rootless::requested_limits(r);
+            if limits.is_empty() {
+                return Ok(());
+            }
+            return Err(no_cgroup(&format!("set {}", limits.join(", "))));
+        }
+        if self.rootless && r.devices().is_some() {
+            let mut without_devices = r.clone();
+            without_devices.set_devices(None);
+            return Ok(self.manager.set(&without_devices)?);
+        }
         Ok(self.manager.set(r)?)
+    }
+
+    fn require(&self, what: &str) -> Result<()> {
+        if self.manager.paths().is_empty() {
+            return Err(no_cgroup(what));
+        }
+        Ok(())
     }
 
     /// The cgroup's directories, per controller ("" for the unified tree).
@@ -82,26 +126,31 @@ impl ContainerCgroup {
 
     /// Every process of the container (its cgroup and sub-cgroups).
     pub fn pids(&self) -> Result<Vec<i32>> {
+        self.require("list processes")?;
         Ok(self.manager.pids()?)
     }
 
     /// Freeze every process of the container (pause).
     pub fn freeze(&self) -> Result<()> {
+        self.require("pause")?;
         Ok(self.manager.freeze()?)
     }
 
     /// Thaw a frozen container (resume).
     pub fn thaw(&self) -> Result<()> {
+        self.require("resume")?;
         Ok(self.manager.thaw()?)
     }
 
     /// Usage statistics, shaped like the `data` of runc's stats event.
     pub fn stats(&self) -> Result<berth_cgroups::Stats> {
+        self.require("stats")?;
         Ok(self.manager.stats()?)
     }
 
     /// How many processes the OOM killer has killed in the container's cgroup.
     pub fn oom_kill_count(&self) -> Result<u64> {
+        self.require("count OOM kills")?;
         Ok(self.manager.oom_kill_count()?)
     }
 
@@ -127,6 +176,10 @@ impl ContainerCgroup {
         }
         Ok(())
     }
+}
+
+fn no_cgroup(what: &str) -> Error {
+    Error::Unsupported(format!("{what}: the container has no cgroup (created rootless without a delegated cgroup)"))
 }
 
 /// The resources to write: the config's, with the device rules completed as runc does —

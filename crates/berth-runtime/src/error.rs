@@ -76,6 +76,14 @@ pub enum Error {
         /// The errno.
         source: nix::Error,
     },
+    /// newuidmap / newgidmap is missing or refused to write a user namespace's id map.
+    #[error("{helper}: {message}")]
+    IdMapHelper {
+        /// The helper program.
+        helper: String,
+        /// What was asked and why it failed.
+        message: String,
+    },
     /// An I/O operation failed.
     #[error("{context}: {source}")]
     Io {

@@ -22,6 +22,7 @@ mod init;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod rootless;
 pub mod seccomp;
 pub mod spec;
 mod spec_template;

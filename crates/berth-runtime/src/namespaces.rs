@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use oci_spec::runtime::{Linux, LinuxNamespaceType};
+use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
 
 use crate::error::{Context, Error, Result};
 
@@ -272,24 +272,107 @@ pub fn clone_init(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Option<ClonedC
     }
 }
 
-/// Write the uid/gid maps of a child's new user namespace (as root, directly).
+/// Write the uid/gid maps of a child's new user namespace: directly as root or when a map
+/// is just the caller's own id, otherwise through the setuid helpers newuidmap/newgidmap
+/// (which check /etc/subuid and /etc/subgid), as runc and podman do.
 pub fn write_id_maps(pid: i32, linux: Option<&Linux>) -> Result<()> {
-    let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
-        maps.into_iter()
-            .flatten()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect::<String>()
-    };
-    let uid = fmt(linux.and_then(|l| l.uid_mappings().as_ref()));
-    let gid = fmt(linux.and_then(|l| l.gid_mappings().as_ref()));
-    if uid.is_empty() || gid.is_empty() {
+    let uids = linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or(&[]);
+    let gids = linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or(&[]);
+    if uids.is_empty() || gids.is_empty() {
         return Err(Error::InvalidConfig(
             "a new user namespace needs uidMappings and gidMappings".into(),
         ));
     }
-    std::fs::write(format!("/proc/{pid}/uid_map"), &uid)
-        .with_context(|| format!("write uid_map {:?}", uid.trim()))?;
-    std::fs::write(format!("/proc/{pid}/gid_map"), &gid)
-        .with_context(|| format!("write gid_map {:?}", gid.trim()))?;
+    // SAFETY: geteuid/getegid cannot fail.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    write_id_map(pid, IdKind::Uid, uids, euid)?;
+    write_id_map(pid, IdKind::Gid, gids, egid)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IdKind {
+    Uid,
+    Gid,
+}
+
+impl IdKind {
+    fn name(self) -> &'static str {
+        match self {
+            IdKind::Uid => "uid",
+            IdKind::Gid => "gid",
+        }
+    }
+}
+
+/// How a map gets written: the kernel lets an unprivileged process map only its own id.
+fn needs_helper(maps: &[LinuxIdMapping], own: u32, root: bool) -> bool {
+    !root && !matches!(maps, [m] if m.size() == 1 && m.host_id() == own)
+}
+
+fn write_id_map(pid: i32, kind: IdKind, maps: &[LinuxIdMapping], own: u32) -> Result<()> {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if needs_helper(maps, own, root) {
+        return run_id_map_helper(pid, kind, maps);
+    }
+    if kind == IdKind::Gid && !root {
+        // Without CAP_SETGID in the parent namespace the kernel accepts a gid map only once
+        // setgroups(2) is denied in the new namespace.
+        std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
+            .with_context(|| format!("write \"deny\" to /proc/{pid}/setgroups"))?;
+    }
+    let text: String = maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect();
+    let file = format!("/proc/{pid}/{}_map", kind.name());
+    std::fs::write(&file, &text).with_context(|| format!("write {file} {:?}", text.trim()))
+}
+
+/// `newuidmap <pid> <ctr> <host> <size>...` (or newgidmap), with its stderr in the error.
+fn run_id_map_helper(pid: i32, kind: IdKind, maps: &[LinuxIdMapping]) -> Result<()> {
+    let helper = format!("new{}map", kind.name());
+    let mut args = vec![pid.to_string()];
+    for m in maps {
+        args.extend([m.container_id().to_string(), m.host_id().to_string(), m.size().to_string()]);
+    }
+    let shown = args[1..].join(" ");
+    let err = |message: String| Error::IdMapHelper { helper: helper.clone(), message };
+    let out = std::process::Command::new(&helper)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => err(format!(
+                "not found in PATH: mapping {}s {shown} needs it (install the uidmap package)",
+                kind.name()
+            )),
+            _ => err(format!("run it to map {}s {shown}: {e}", kind.name())),
+        })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(err(format!(
+            "mapping {}s {shown} failed ({}): {} (are the host ranges in /etc/sub{}?)",
+            kind.name(),
+            out.status,
+            stderr.trim(),
+            kind.name()
+        )));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod id_map_tests {
+    use super::*;
+
+    fn map(c: u32, h: u32, n: u32) -> LinuxIdMapping {
+        serde_json::from_value(serde_json::json!({"containerID": c, "hostID": h, "size": n})).unwrap()
+    }
+
+    #[test]
+    fn only_own_single_id_is_written_directly_without_root() {
+        assert!(!needs_helper(&[map(0, 1000, 1)], 1000, false));
+        assert!(needs_helper(&[map(0, 1001, 1)], 1000, false));
+        assert!(needs_helper(&[map(0, 1000, 2)], 1000, false));
+        assert!(needs_helper(&[map(0, 1000, 1), map(1, 100000, 65536)], 1000, false));
+        assert!(!needs_helper(&[map(0, 1000, 1), map(1, 100000, 65536)], 1000, true));
+    }
 }
