@@ -15,9 +15,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "berth-runtime", version, about = "A runc-compatible OCI runtime", disable_help_subcommand = true)]
 struct Cli {
-    /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/berth-runtime")]
-    root: PathBuf,
+    /// Root directory for container state [default: /run/berth-runtime, or
+    /// $XDG_RUNTIME_DIR/berth-runtime when not root].
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -156,16 +157,24 @@ fn run(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         return Err("--systemd-cgroup is not supported yet: use the cgroupfs driver".into());
     }
     tracing::debug!("berth-runtime: arguments parsed");
-    let runtime = Runtime::new(&cli.root);
+    let rootless = berth_runtime::rootless::resolve(cli.rootless.as_deref())?;
+    let root = match &cli.root {
+        Some(root) => root.clone(),
+        // `spec` and `features` keep no state: no root needed.
+        None if matches!(cli.command, Command::Spec { .. } | Command::Features) => PathBuf::new(),
+        None => berth_runtime::rootless::default_root()?,
+    };
+    tracing::debug!(rootless, root = %root.display(), "runtime root");
+    let runtime = Runtime::new(root);
     match &cli.command {
         Command::Create(a) => {
             berth_runtime::exe_seal::ensure_sealed()?;
-            runtime.create(&a.id, &create_options(a))?;
+            runtime.create(&a.id, &create_options(a, rootless))?;
         }
         Command::Start { id } => runtime.start(id)?,
         Command::Run { create, detach, keep } => {
             berth_runtime::exe_seal::ensure_sealed()?;
-            return run_container(&runtime, create, *detach, *keep);
+            return run_container(&runtime, create, *detach, *keep, rootless);
         }
         Command::State { id } => {
             let state = runtime.state(id)?;
@@ -207,7 +216,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn create_options(a: &CreateArgs) -> CreateOptions {
+fn create_options(a: &CreateArgs, rootless: bool) -> CreateOptions {
     CreateOptions {
         bundle: a.bundle.clone(),
         console_socket: a.console_socket.clone(),
@@ -215,6 +224,7 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
+        rootless,
     }
 }
 
@@ -225,8 +235,9 @@ fn run_container(
     a: &CreateArgs,
     detach: bool,
     keep: bool,
+    rootless: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let pid = runtime.create(&a.id, &create_options(a))?;
+    let pid = runtime.create(&a.id, &create_options(a, rootless))?;
     // Blocked before start so no signal meant for the container is lost.
     let forwarder = if detach { None } else { Some(signals::Forwarder::block()?) };
     if let Err(e) = runtime.start(&a.id) {
