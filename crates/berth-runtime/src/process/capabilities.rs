@@ -101,11 +101,18 @@ impl CapabilitySets {
     /// Drop every capability outside `bounding` from the bounding set (needs CAP_SETPCAP,
     /// so call it before changing uid).
     pub fn apply_bounding(&self) -> Result<()> {
-        let current =
-            caps::read(None, CapSet::Bounding).map_err(|e| caps_err("read the bounding set", e))?;
-        for cap in current.difference(&self.bounding) {
-            caps::drop(None, CapSet::Bounding, *cap)
-                .map_err(|e| caps_err(&format!("drop {cap} from the bounding set"), e))?;
+        // Dropping a capability that is not in the set is a no-op, so there is no need to
+        // read the set first (one prctl per capability instead of two).
+        for cap in caps::all().difference(&self.bounding) {
+            // SAFETY: prctl with integer arguments only.
+            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap.index() as libc::c_ulong, 0, 0, 0) };
+            // EINVAL: a capability this kernel does not know; nothing to drop.
+            if rc == -1 && nix::errno::Errno::last() != nix::errno::Errno::EINVAL {
+                return Err(Error::Sys {
+                    context: format!("drop {cap} from the bounding set"),
+                    source: nix::errno::Errno::last(),
+                });
+            }
         }
         Ok(())
     }
@@ -138,9 +145,6 @@ impl CapabilitySets {
     }
 }
 
-fn caps_err(what: &str, e: caps::errors::CapsError) -> Error {
-    Error::Init(format!("capabilities: {what}: {e}"))
-}
 
 fn mask(set: &HashSet<KernelCap>) -> u64 {
     set.iter().fold(0, |m, c| m | c.bitmask())

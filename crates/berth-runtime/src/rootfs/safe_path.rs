@@ -167,6 +167,19 @@ fn top<'a>(stack: &'a [OwnedFd], root: BorrowedFd<'a>) -> BorrowedFd<'a> {
 }
 
 fn walk_creating(root: BorrowedFd, path: &Path, leaf: Leaf) -> Result<OwnedFd> {
+    // Fast path: the whole path usually exists already. One openat2 resolving inside the
+    // root gives what the component walk below would (symlinks followed inside the root,
+    // `..` stopping at it, magic links refused); anything unusual takes the walk.
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    if !rel.as_os_str().is_empty() {
+        let flags = OFlag::O_PATH;
+        if let Ok(fd) = openat2(root, rel, flags, 0, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS) {
+            match (leaf, file_type(fd.as_fd())) {
+                (Leaf::Dir(_), Ok(libc::S_IFDIR)) | (Leaf::File(_), Ok(_)) => return Ok(fd),
+                _ => {}
+            }
+        }
+    }
     let fail = |msg: String| unsafe_path(path, msg);
     let mut todo = Vec::new();
     push_components(&mut todo, path);
