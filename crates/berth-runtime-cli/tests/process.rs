@@ -248,7 +248,7 @@ fn host_sh(s: &Scratch, script: &str) -> Output {
 fn fds_in(listing: &str) -> Vec<u32> {
     listing
         .lines()
-        .filter_map(|l| l.split_once(" -> ").map(|(a, target)| (a, target)))
+        .filter_map(|l| l.split_once(" -> "))
         .filter(|(_, target)| !(target.starts_with("/proc/") && target.ends_with("/fd")))
         .map(|(a, _)| a.split_whitespace().last().unwrap().parse().unwrap())
         .collect()

@@ -389,7 +389,7 @@ fn send_to_init(sock: &sync::SyncSocket, msg: &ToInit) -> Result<()> {
 pub(crate) const SECCOMP_CACHE: &str = ".seccomp-cache";
 
 /// Hand the seccomp notify fd to `linux.seccomp.listenerPath` (runtime-spec protocol).
-fn send_seccomp_listener(spec: &Spec, id: &str, pid: i32, bundle: &Path, fd: &OwnedFd) -> Result<()> {
+pub(crate) fn send_seccomp_listener(spec: &Spec, id: &str, pid: i32, bundle: &Path, fd: &OwnedFd) -> Result<()> {
     use std::os::fd::AsFd;
     let profile = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let path = profile

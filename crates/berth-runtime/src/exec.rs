@@ -110,10 +110,13 @@ impl Runtime {
         };
         parent_sock.send(&ToInit::Go { host_pid: child.pid }).map_err(fail)?;
         loop {
-            match parent_sock.recv::<FromInit>().map_err(fail)? {
-                Some(FromInit::Ready) => break,
-                Some(FromInit::Error(msg)) => return Err(fail(Error::Init(format!("exec: {msg}")))),
-                Some(other) => return Err(fail(Error::Init(format!("exec: unexpected message {other:?}")))),
+            match parent_sock.recv_with_fd::<FromInit>().map_err(fail)? {
+                Some((FromInit::Ready, _)) => break,
+                Some((FromInit::SeccompListener, Some(fd))) => {
+                    crate::container::send_seccomp_listener(&spec, id, child.pid, &record.bundle, &fd).map_err(fail)?;
+                }
+                Some((FromInit::Error(msg), _)) => return Err(fail(Error::Init(format!("exec: {msg}")))),
+                Some((other, _)) => return Err(fail(Error::Init(format!("exec: unexpected message {other:?}")))),
                 None => return Err(fail(Error::Init("exec: the process exited during setup".into()))),
             }
         }

@@ -134,7 +134,7 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
     }
 
     close_stray_fds(&[sync.raw(), ctx.fifo.as_raw_fd()], ctx.preserve_fds)?;
-    enter_cwd(&process.cwd())?;
+    enter_cwd(process.cwd())?;
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     let arg0 = args.first().ok_or_else(|| Error::InvalidConfig("process.args is empty".into()))?;

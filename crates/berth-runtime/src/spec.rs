@@ -6,6 +6,8 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
 
+pub use crate::spec_template::{default_spec, features};
+
 /// The major version of the runtime spec berth-runtime implements.
 pub const OCI_VERSION: &str = "1.2.0";
 
@@ -141,4 +143,3 @@ mod tests {
     }
 }
 
-pub use crate::spec_template::{default_spec, features};
