@@ -29,7 +29,8 @@ impl ContainerCgroup {
     pub fn for_new_rootless(cgroups_path: Option<&Path>, id: &str, resources: Option<&LinuxResources>) -> Result<Self> {
         let manager = berth_cgroups::new_manager(cgroups_path, id)?;
         let paths = manager.paths();
-        let missing: Vec<&PathBuf> = paths.values().filter(|d| !crate::rootless::delegated(d)).collect();
+        let mut missing: Vec<&PathBuf> = paths.values().filter(|d| !crate::rootless::delegated(d)).collect();
+        missing.sort();
         if missing.is_empty() && !paths.is_empty() {
             return Ok(ContainerCgroup { manager, rootless: true });
         }
@@ -38,7 +39,7 @@ impl ContainerCgroup {
             let shown = missing.first().map(|d| d.display().to_string()).unwrap_or_default();
             return Err(Error::InvalidConfig(format!(
                 "rootless container {id:?}: linux.resources asks for {} but its cgroup is not delegated \
-                 ({shown} and its parent are not writable by this user)",
+                 to this user ({shown} and its parent are not writable), so the limits cannot be applied",
                 limits.join(", ")
             )));
         }
