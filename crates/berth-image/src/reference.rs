@@ -1,0 +1,1 @@
+//! Image references: parsing and docker.io normalisation.

@@ -1,0 +1,1 @@
+//! Layer unpacking into snapshot directories (whiteouts to overlay form, no escapes).
