@@ -238,6 +238,8 @@ fn state_lives_under_the_users_xdg_runtime_dir_and_delete_removes_everything() {
     assert_eq!(st["owner"], USER);
     let pid = st["pid"].as_i64().unwrap();
     assert!(alive(pid));
+    let exec = r.rt(&["exec", &id, "true"]);
+    assert!(!exec.status.success() && stderr(&exec).contains("not implemented yet"), "{}", stderr(&exec));
     // Without a cgroup: pause says why; kill --all still reaches the container.
     let pause = r.rt(&["pause", &id]);
     assert!(!pause.status.success() && stderr(&pause).contains("no cgroup"), "{}", stderr(&pause));

@@ -71,6 +71,13 @@ impl Runtime {
             None => None,
         };
         let plan = join_plan(&spec, record.pid)?;
+        // The parent enters the pid namespace before the clone, which needs CAP_SYS_ADMIN in
+        // its own user namespace: rootless exec needs runc's join-user-first double fork.
+        if crate::rootless::unprivileged() && plan.joined.iter().any(|j| j.typ == LinuxNamespaceType::User) {
+            return Err(Error::Unsupported(format!(
+                "exec into rootless container {id:?}: joining its namespaces without root is not implemented yet"
+            )));
+        }
         // The container's lock is not held while the process runs.
         drop(dir);
 
