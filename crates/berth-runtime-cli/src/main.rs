@@ -4,6 +4,7 @@ mod exec_cmd;
 mod logging;
 mod manage_cmds;
 mod signals;
+mod tty;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -225,6 +226,7 @@ fn create_options(a: &CreateArgs, rootless: bool) -> CreateOptions {
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         rootless,
+        own_console: None,
     }
 }
 
@@ -237,7 +239,27 @@ fn run_container(
     keep: bool,
     rootless: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let pid = runtime.create(&a.id, &create_options(a, rootless))?;
+    // In the foreground without --console-socket, a terminal is relayed by this process.
+    let own_console = if !detach && a.console_socket.is_none() {
+        Some(std::os::unix::net::UnixStream::pair()?)
+    } else {
+        None
+    };
+    let mut opts = create_options(a, rootless);
+    opts.own_console = own_console.as_ref().map(|(_, theirs)| std::os::fd::AsRawFd::as_raw_fd(theirs));
+    let pid = runtime.create(&a.id, &opts)?;
+    let master = match own_console {
+        Some((ours, theirs)) => {
+            drop(theirs);
+            // Sent before create returned, or never (then every other end is closed: EOF).
+            let master = berth_runtime::console::recv_master(&ours).ok();
+            if let Some(m) = &master {
+                tty::copy_window_size(0, std::os::fd::AsFd::as_fd(m));
+            }
+            master
+        }
+        None => None,
+    };
     // Blocked before start so no signal meant for the container is lost.
     let forwarder = if detach { None } else { Some(signals::Forwarder::block()?) };
     if let Err(e) = runtime.start(&a.id) {
@@ -248,7 +270,10 @@ fn run_container(
         return Ok(ExitCode::SUCCESS);
     };
     tracing::debug!("started");
-    let status = forwarder.forward_until_exit(pid)?;
+    let status = match master {
+        Some(m) => tty::relay_until_exit(m, &forwarder, pid)?,
+        None => forwarder.forward_until_exit(pid)?,
+    };
     tracing::debug!("exited");
     if !keep {
         runtime.delete(&a.id, true)?;

@@ -29,6 +29,34 @@ const FORWARDED: &[i32] = &[
 ];
 
 impl Forwarder {
+    /// The signalfd, for polling together with other fds.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    /// Read one pending signal (blocks if none).
+    pub fn next_signal(&self) -> Result<i32, String> {
+        loop {
+            // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                )
+            };
+            if n >= 0 {
+                return Ok(info.ssi_signo as i32);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("read signalfd: {e}"));
+            }
+        }
+    }
+
     /// Block the forwarded signals and SIGCHLD and open a signalfd for them.
     pub fn block() -> Result<Self, String> {
         // SAFETY: sigset operations on a local, zero-initialised set.
@@ -81,7 +109,7 @@ impl Forwarder {
 }
 
 /// Reap finished children; the init's status if it is among them.
-fn reap(pid: i32) -> Result<Option<i32>, String> {
+pub fn reap(pid: i32) -> Result<Option<i32>, String> {
     loop {
         let mut status = 0;
         // SAFETY: waitpid with a valid out pointer.

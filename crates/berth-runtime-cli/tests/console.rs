@@ -164,3 +164,46 @@ fn a_console_socket_nobody_listens_on_fails_create_and_leaves_nothing() {
     assert!(stderr(&out).contains("absent.sock"), "{}", stderr(&out));
     assert!(!s.root.join(&id).exists(), "state directory left behind");
 }
+
+/// `run` in the foreground with a terminal and no --console-socket relays the pty itself,
+/// like runc: the container sees a tty, and what it prints reaches our terminal.
+#[test]
+fn foreground_run_with_a_terminal_relays_the_pty() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let s = Scratch::new("run-tty");
+    let mut b = s.bundle("b", &["sh", "-c", "tty; test -t 0 && echo stdin-is-a-tty; stty size; exit 7"]);
+    b.edit(|c| {
+        c["process"]["terminal"] = serde_json::json!(true);
+        c["process"]["consoleSize"] = serde_json::json!({"height": 33, "width": 101});
+    });
+    let pty = nix::pty::openpty(None, None).unwrap();
+    // Our side of the terminal has a size too; the relay copies it over consoleSize.
+    let ws = libc::winsize { ws_row: 40, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ on the pty we just opened.
+    unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    let id = s.id("tty");
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = std::process::Command::new(BIN)
+        .arg("--root").arg(&s.root)
+        .args(["run", "--bundle", b.p(), &id])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The slave is closed now; read what is buffered until EIO.
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 { break; }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(status.code(), Some(7), "{text}");
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("stdin-is-a-tty"), "{text}");
+    assert!(text.contains("40 120"), "window size not relayed: {text}");
+}

@@ -32,6 +32,10 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     /// Rootless mode (`--rootless`): cgroups only if delegated, no device rules.
     pub rootless: bool,
+    /// A connected socket of the caller's that receives the pty master if the config asks
+    /// for a terminal and no `console_socket` is given (foreground `run`); unused otherwise.
+    /// The caller keeps ownership; the runtime uses a duplicate.
+    pub own_console: Option<std::os::fd::RawFd>,
 }
 
 /// The OCI state of a container, with runc's extra fields.
@@ -118,6 +122,16 @@ impl Runtime {
         let terminal = process.terminal().unwrap_or(false);
         let console = match (&opts.console_socket, terminal) {
             (Some(p), true) => Some(crate::console::connect_socket(p)?),
+            (None, true) if opts.own_console.is_some() => {
+                let fd = opts.own_console.unwrap_or(-1);
+                // SAFETY: F_DUPFD_CLOEXEC on the caller's open fd returns a new fd we own.
+                let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+                if dup < 0 {
+                    return Err(std::io::Error::last_os_error()).context("duplicate the console socket");
+                }
+                // SAFETY: `dup` is a fresh fd owned by nobody else.
+                Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) })
+            }
             (None, true) => {
                 return Err(Error::InvalidConfig(
                     "process.terminal is set: --console-socket is required".into(),
