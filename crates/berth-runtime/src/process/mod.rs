@@ -8,6 +8,7 @@ pub mod scheduling;
 pub mod user;
 
 #[cfg(test)]
+#[cfg(test)]
 pub(crate) mod forked;
 
 use oci_spec::runtime::{LinuxPersonality, Process};
