@@ -1,5 +1,6 @@
 //! The cgroup v2 (unified) manager.
 
+pub mod devices_bpf;
 mod resources;
 mod stats;
 
