@@ -108,10 +108,20 @@ fn v2_unified_keys_with_slashes_or_dotdot_are_refused_and_nothing_written() {
 }
 
 #[test]
-fn v2_device_rules_are_reported_unsupported_not_ignored() {
+fn v2_device_rules_on_a_directory_that_is_no_cgroup_fail_naming_it() {
     let (_tmp, m) = fake_tree();
     let err = m.set(&resources(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#)).unwrap_err();
-    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&m.leaf().display().to_string()) && text.contains("device filter"), "{text}");
+}
+
+#[test]
+fn v2_invalid_device_rules_are_refused_before_anything_is_written() {
+    let (_tmp, m) = fake_tree();
+    let json = r#"{"pids": {"limit": 7}, "devices": [{"allow": true, "type": "c", "access": "rwx"}]}"#;
+    let err = m.set(&resources(json)).unwrap_err();
+    assert!(matches!(err, Error::InvalidValue { .. }) && err.to_string().contains("devices[0]"), "{err}");
+    assert_eq!(read(m.leaf(), "pids.max"), "max");
 }
 
 #[test]

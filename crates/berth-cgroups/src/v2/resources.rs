@@ -5,6 +5,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources, LinuxThrottleDevice};
 
+use super::devices_bpf::DeviceFilter;
 use crate::cgroupfs;
 use crate::error::{Error, Result};
 use crate::resources::{
@@ -18,17 +19,20 @@ fn invalid(file: &str, value: impl ToString, reason: impl ToString) -> Error {
 
 /// Applies every resource of `r` that is set to the leaf `dir`; the `unified` map goes last so it wins.
 pub(super) fn set(dir: &Path, r: &LinuxResources) -> Result<()> {
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(Error::Unsupported(
-            "linux.resources.devices on cgroup v2 (needs a BPF_CGROUP_DEVICE program, not implemented yet)".into(),
-        ));
-    }
+    // Compiled (validated) before anything is written; installed after the other checks.
+    let device_filter = match r.devices().as_deref() {
+        Some(rules) if !rules.is_empty() => Some(DeviceFilter::compile(rules)?),
+        _ => None,
+    };
     if let Some(net) = r.network() {
         if net.class_id().is_some() || net.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
             return Err(Error::Unsupported(
                 "linux.resources.network (net_cls/net_prio) on cgroup v2".into(),
             ));
         }
+    }
+    if let Some(filter) = &device_filter {
+        filter.install(dir)?;
     }
     if let Some(mem) = r.memory() {
         set_memory(dir, mem)?;
