@@ -83,23 +83,7 @@ impl Forwarder {
             if let Some(status) = reap(pid)? {
                 return Ok(status);
             }
-            // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
-            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            let n = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    (&mut info as *mut libc::signalfd_siginfo).cast(),
-                    std::mem::size_of::<libc::signalfd_siginfo>(),
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(format!("read signalfd: {e}"));
-            }
-            let sig = info.ssi_signo as i32;
+            let sig = self.next_signal()?;
             if sig != libc::SIGCHLD {
                 // SAFETY: kill with a pid and signal number.
                 unsafe { libc::kill(pid, sig) };

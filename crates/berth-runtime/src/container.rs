@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, HookPhase};
 use crate::init::{self, InitContext};
-use crate::namespaces::{clone_init, ChildOnlyNamespaces, NamespacePlan};
+use crate::namespaces::{clone_into, NamespacePlan};
 use crate::spec::Bundle;
 use crate::state::{self, ContainerRecord, StateDir, Status};
 use crate::sync::{self, FromInit, ToInit};
@@ -175,20 +175,8 @@ impl Runtime {
         *cgroup_out = Some(cgroup.paths());
         let self_join = !plan.has(LinuxNamespaceType::User);
         let task_files = if self_join { cgroup.v1_task_files() } else { Vec::new() };
-        let guard = ChildOnlyNamespaces::enter(&plan, linux)?;
         let cg_fd = cgroup.clone_into_fd();
-        let child = clone_init(plan.clone_flags(), cg_fd.as_ref().map(|f| f.as_raw_fd()));
-        let child = match child {
-            // The parent returns to its own pid/time namespaces; the init must not.
-            Ok(None) => {
-                std::mem::forget(guard);
-                None
-            }
-            other => {
-                drop(guard);
-                other?
-            }
-        };
+        let child = clone_into(&plan, linux, plan.clone_flags(), cg_fd.as_ref().map(|f| f.as_raw_fd()))?;
         let Some(child) = child else {
             drop(parent_sock);
             init::run(

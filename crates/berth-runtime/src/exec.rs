@@ -11,8 +11,8 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use crate::cgroup::ContainerCgroup;
 use crate::container::Runtime;
 use crate::error::{Context, Error, Result};
-use crate::init::{close_stray_fds, enter_cwd, load_seccomp};
-use crate::namespaces::{clone_init, ChildOnlyNamespaces, JoinedNamespace, NamespacePlan};
+use crate::init::{close_stray_fds, prepare_process, ExecTarget};
+use crate::namespaces::{clone_into, JoinedNamespace, NamespacePlan};
 use crate::state::{self, StateDir, Status};
 use crate::sync::{self, FromInit, SyncSocket, ToInit};
 
@@ -87,18 +87,7 @@ impl Runtime {
         let cgroup = ContainerCgroup::from_paths(record.cgroup_paths.clone());
         let task_files = cgroup.v1_task_files();
         let cg_fd = cgroup.clone_into_fd();
-        let guard = ChildOnlyNamespaces::enter(&plan, None)?;
-        let child = match clone_init(0, cg_fd.as_ref().map(|f| f.as_raw_fd())) {
-            // The parent returns to its own pid/time namespaces; the child must not.
-            Ok(None) => {
-                std::mem::forget(guard);
-                None
-            }
-            other => {
-                drop(guard);
-                other?
-            }
-        };
+        let child = clone_into(&plan, None, 0, cg_fd.as_ref().map(|f| f.as_raw_fd()))?;
         let Some(child) = child else {
             drop(parent_sock);
             let err = match exec_child(&plan, &spec, &process, console, seccomp.as_ref(), &child_sock, opts.preserve_fds, &task_files) {
@@ -191,19 +180,7 @@ fn exec_child(
         crate::console::setup_for_exec(sock, process.console_size().as_ref())?;
     }
     close_stray_fds(&[sync.raw()], preserve_fds)?;
-    enter_cwd(process.cwd())?;
-    let env = process.env().clone().unwrap_or_default();
-    let args = process.args().clone().unwrap_or_default();
-    let arg0 = args.first().ok_or_else(|| Error::InvalidConfig("process.args is empty".into()))?;
-    let exe = crate::process::resolve_executable(arg0, &env)?;
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    if !nnp {
-        load_seccomp(seccomp, sync)?;
-    }
-    crate::process::apply_with_personality(process, spec.linux().as_ref().and_then(|l| l.personality().as_ref()))?;
-    if nnp {
-        load_seccomp(seccomp, sync)?;
-    }
+    let ExecTarget { exe, args, env } = prepare_process(process, spec.linux().as_ref(), seccomp, sync)?;
     sync.send(&FromInit::Ready)?;
     let err = crate::process::exec(&exe, &args, &env);
     eprintln!("berth-runtime exec: {}: {err}", exe.display());

@@ -134,22 +134,8 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
     }
 
     close_stray_fds(&[sync.raw(), ctx.fifo.as_raw_fd()], ctx.preserve_fds)?;
-    enter_cwd(process.cwd())?;
-    let env = process.env().clone().unwrap_or_default();
-    let args = process.args().clone().unwrap_or_default();
-    let arg0 = args.first().ok_or_else(|| Error::InvalidConfig("process.args is empty".into()))?;
-    let exe = crate::process::resolve_executable(arg0, &env)?;
-    // Without no_new_privs the kernel only lets a process holding CAP_SYS_ADMIN install a
-    // filter, so then it is loaded before the capabilities are dropped (as runc does).
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    if !nnp {
-        load_seccomp(ctx.seccomp, sync)?;
-    }
-    crate::process::apply_with_personality(process, linux.and_then(|l| l.personality().as_ref()))?;
+    let ExecTarget { exe, args, env } = prepare_process(process, linux, ctx.seccomp, sync)?;
     tracing::debug!("init: process attributes applied");
-    if nnp {
-        load_seccomp(ctx.seccomp, sync)?;
-    }
 
     sync.send(&FromInit::Ready)?;
 
@@ -166,8 +152,41 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
     unsafe { libc::_exit(if matches!(&err, Error::Sys { source, .. } if *source == nix::Error::ENOENT) { 127 } else { 126 }) }
 }
 
+/// What to execve once the process is set up.
+pub(crate) struct ExecTarget {
+    pub exe: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+}
+
+/// The last steps before exec, shared by the init and `exec`: cwd (checked), the
+/// executable, seccomp and the process attributes, in runc's order.
+pub(crate) fn prepare_process(
+    process: &oci_spec::runtime::Process,
+    linux: Option<&oci_spec::runtime::Linux>,
+    seccomp: Option<&crate::seccomp::CompiledFilter>,
+    sync: &SyncSocket,
+) -> Result<ExecTarget> {
+    enter_cwd(process.cwd())?;
+    let env = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let arg0 = args.first().ok_or_else(|| Error::InvalidConfig("process.args is empty".into()))?;
+    let exe = crate::process::resolve_executable(arg0, &env)?;
+    // Without no_new_privs the kernel only lets a process holding CAP_SYS_ADMIN install a
+    // filter, so then it is loaded before the capabilities are dropped (as runc does).
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        load_seccomp(seccomp, sync)?;
+    }
+    crate::process::apply_with_personality(process, linux.and_then(|l| l.personality().as_ref()))?;
+    if nnp {
+        load_seccomp(seccomp, sync)?;
+    }
+    Ok(ExecTarget { exe, args, env })
+}
+
 /// Install the seccomp filter; a notify listener fd goes to the parent, which passes it on.
-pub(crate) fn load_seccomp(filter: Option<&crate::seccomp::CompiledFilter>, sync: &SyncSocket) -> Result<()> {
+fn load_seccomp(filter: Option<&crate::seccomp::CompiledFilter>, sync: &SyncSocket) -> Result<()> {
     let Some(filter) = filter else { return Ok(()) };
     if let Some(listener) = crate::seccomp::load(filter)? {
         use std::os::fd::AsFd;
@@ -234,7 +253,7 @@ fn close_range(first: u32, last: u32) -> Result<()> {
 }
 
 /// chdir into the cwd and check it is reachable from the container's root.
-pub(crate) fn enter_cwd(cwd: &std::path::Path) -> Result<()> {
+fn enter_cwd(cwd: &std::path::Path) -> Result<()> {
     nix::unistd::chdir(cwd).with_context(|| format!("chdir to cwd {}", cwd.display()))?;
     let now: PathBuf = nix::unistd::getcwd().context("getcwd")?;
     // A cwd outside the root shows as "(unreachable)/…" (CVE-2024-21626).

@@ -219,6 +219,26 @@ fn write_time_offsets(linux: Option<&Linux>) -> Result<()> {
     std::fs::write("/proc/self/timens_offsets", text).context("write /proc/self/timens_offsets")
 }
 
+/// Clone a child into the plan's namespaces: joined pid/time namespaces (and a new time
+/// namespace) are entered around the clone, so only the child stays in them. Returns
+/// `None` in the child, like fork.
+pub fn clone_into(
+    plan: &NamespacePlan,
+    linux: Option<&Linux>,
+    flags: u64,
+    cgroup_fd: Option<RawFd>,
+) -> Result<Option<ClonedChild>> {
+    let guard = ChildOnlyNamespaces::enter(plan, linux)?;
+    match clone_init(flags, cgroup_fd) {
+        Ok(None) => {
+            // The child keeps them: their restore belongs to the parent.
+            std::mem::forget(guard);
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 /// The result of [`clone_init`] on the parent's side.
 pub struct ClonedChild {
     /// The child's pid in the parent's pid namespace.
