@@ -42,6 +42,36 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A registry operation on one repository failed.
+    #[error("registry {registry}, repository {repository}: {message}")]
+    RegistryRepository {
+        /// Registry host (host[:port]).
+        registry: String,
+        /// Repository name within the registry.
+        repository: String,
+        /// The operation and its cause.
+        message: String,
+    },
+    /// An index has no manifest for the wanted platform.
+    #[error("{reference}: no manifest for platform {wanted}; available: {}", available.join(", "))]
+    NoMatchingPlatform {
+        /// The image that was resolved.
+        reference: String,
+        /// The platform asked for.
+        wanted: String,
+        /// The platforms the index offers.
+        available: Vec<String>,
+    },
+    /// Content whose size differs from its descriptor.
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// What was being verified.
+        what: String,
+        /// The size the descriptor gives.
+        expected: u64,
+        /// The size received.
+        actual: u64,
+    },
     /// Malformed JSON or an unsupported media type.
     #[error("{what}: {message}")]
     Format {
