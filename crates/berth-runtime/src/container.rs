@@ -117,7 +117,7 @@ impl Runtime {
         let spec = &bundle.spec;
         let linux = spec.linux().as_ref();
         let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is required".into()))?;
-        dir.save_config(spec)?;
+        dir.save_config_bytes(&bundle.raw)?;
 
         let terminal = process.terminal().unwrap_or(false);
         let console = match (&opts.console_socket, terminal) {
@@ -259,6 +259,7 @@ impl Runtime {
             annotations: spec.annotations().clone().unwrap_or_default(),
             cgroup_paths: cgroup.paths(),
             has_poststart: spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()).is_some_and(|p| !p.is_empty()),
+            has_poststop: spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()).is_some_and(|p| !p.is_empty()),
         };
         dir.save(&record).map_err(kill_child)?;
         tracing::debug!("created");
@@ -351,7 +352,7 @@ impl Runtime {
             return Err(wrong(id, &format!("cannot delete container that is not stopped: {status}")));
         }
         tracing::debug!("delete: start");
-        let spec = dir.load_config().ok();
+        let spec = if record.has_poststop { dir.load_config().ok() } else { None };
         let cgroup = crate::cgroup::ContainerCgroup::from_paths(record.cgroup_paths.clone());
         if status != Status::Stopped {
             if let Some(pidfd) = open_pidfd(&record) {

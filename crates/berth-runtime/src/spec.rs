@@ -20,6 +20,8 @@ pub struct Bundle {
     pub spec: Spec,
     /// Absolute, canonical host path of the root filesystem.
     pub rootfs: PathBuf,
+    /// config.json as read (kept verbatim in the container's state directory).
+    pub raw: Vec<u8>,
 }
 
 impl Bundle {
@@ -33,18 +35,29 @@ impl Bundle {
             path: config.clone(),
             message: format!("cannot read: {e}"),
         })?;
-        let malformed = |e: serde_json::Error| Error::Bundle {
-            path: config.clone(),
-            message: format!("malformed config: {e}"),
-        };
-        let mut raw: serde_json::Value = serde_json::from_slice(&text).map_err(malformed)?;
-        // runc ignores capability names it does not know (with a warning) instead of failing.
-        crate::process::capabilities::strip_unknown_names(&mut raw);
-        let spec: Spec = serde_json::from_value(raw).map_err(malformed)?;
+        let spec = parse_config(&text, &config)?;
         let rootfs = resolve_rootfs(&path, &spec)?;
         validate(&spec)?;
-        Ok(Bundle { path, spec, rootfs })
+        Ok(Bundle { path, spec, rootfs, raw: text })
     }
+}
+
+/// Parse a config.json. Like runc, capability names this build does not know are dropped
+/// with a warning instead of failing (that slower path is only taken when needed).
+pub fn parse_config(text: &[u8], path: &Path) -> Result<Spec> {
+    let malformed = |e: serde_json::Error| Error::Bundle {
+        path: path.to_path_buf(),
+        message: format!("malformed config: {e}"),
+    };
+    let first = match serde_json::from_slice::<Spec>(text) {
+        Ok(spec) => return Ok(spec),
+        Err(e) => e,
+    };
+    let mut raw: serde_json::Value = serde_json::from_slice(text).map_err(malformed)?;
+    if crate::process::capabilities::strip_unknown_names(&mut raw).is_empty() {
+        return Err(malformed(first));
+    }
+    serde_json::from_value(raw).map_err(malformed)
 }
 
 fn resolve_rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {

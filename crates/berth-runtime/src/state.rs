@@ -72,6 +72,9 @@ pub struct ContainerRecord {
     /// The config has poststart hooks (so `start` must wait for the exec and read it).
     #[serde(default)]
     pub has_poststart: bool,
+    /// The config has poststop hooks (so `delete` must read it).
+    #[serde(default)]
+    pub has_poststop: bool,
 }
 
 /// One container's directory under the runtime root, locked for the life of this value.
@@ -175,15 +178,19 @@ impl StateDir {
     pub fn save_config(&self, spec: &oci_spec::runtime::Spec) -> Result<()> {
         let bytes =
             serde_json::to_vec(spec).map_err(|e| Error::Init(format!("serialize config: {e}")))?;
-        write_atomic(&self.dir.join(CONFIG_FILE), &bytes)
+        self.save_config_bytes(&bytes)
+    }
+
+    /// Keep a copy of the config the container was created with, as read.
+    pub fn save_config_bytes(&self, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.dir.join(CONFIG_FILE), bytes)
     }
 
     /// The config the container was created with.
     pub fn load_config(&self) -> Result<oci_spec::runtime::Spec> {
         let p = self.dir.join(CONFIG_FILE);
         let text = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
-        serde_json::from_slice(&text)
-            .map_err(|e| Error::Init(format!("corrupt config copy {}: {e}", p.display())))
+        crate::spec::parse_config(&text, &p)
     }
 
     /// Remove the directory and everything in it.
