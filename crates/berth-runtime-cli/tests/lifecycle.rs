@@ -166,3 +166,26 @@ fn proc_is_zombie(pid: i64) -> bool {
         .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
         .unwrap_or(true)
 }
+
+#[test]
+fn kill_all_signals_every_process_of_the_container() {
+    let s = Scratch::new("kill-all");
+    // The init handles TERM (a trap; handlers are not inherited), its children die of it.
+    let b = s.bundle("b", &["sh", "-c", "trap : TERM; sleep 300 & sleep 300 & while true; do sleep 1; done"]);
+    let id = s.id("all");
+    ok(&s.rt(&["run", "--detach", "--bundle", b.p(), &id]));
+    let cg = format!("/sys/fs/cgroup/pids/berth/{id}/cgroup.procs");
+    wait_for(|| std::fs::read_to_string(&cg).map(|t| t.lines().count() >= 3).unwrap_or(false));
+    let before: Vec<String> = std::fs::read_to_string(&cg).unwrap().lines().map(String::from).collect();
+    ok(&s.rt(&["kill", "--all", &id, "TERM"]));
+    // The two sleeps die; the init (trap) survives.
+    wait_for(|| {
+        let now = std::fs::read_to_string(&cg).unwrap_or_default();
+        before.iter().filter(|p| now.lines().any(|l| l == p.as_str())).count() <= before.len() - 2
+    });
+    assert_eq!(s.state(&id)["status"], "running");
+    ok(&s.rt(&["kill", "--all", &id, "KILL"]));
+    wait_for(|| s.state(&id)["status"] == "stopped");
+    ok(&s.rt(&["delete", &id]));
+    assert!(!std::path::Path::new(&cg).exists(), "cgroup left after delete");
+}
