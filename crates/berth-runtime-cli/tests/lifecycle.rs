@@ -189,3 +189,32 @@ fn kill_all_signals_every_process_of_the_container() {
     ok(&s.rt(&["delete", &id]));
     assert!(!std::path::Path::new(&cg).exists(), "cgroup left after delete");
 }
+
+#[test]
+fn a_create_killed_midway_is_cleaned_by_delete_force_and_the_id_is_reusable() {
+    let s = Scratch::new("killed-create");
+    let mut b = s.bundle("b", &["true"]);
+    // The createRuntime hook holds `create` long enough to SIGKILL it mid-way.
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "3"]}]});
+    });
+    let id = s.id("killed");
+    let mut child = s.rt_cmd(&["create", "--bundle", b.p(), &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cg = format!("/sys/fs/cgroup/memory/berth/{id}");
+    wait_for(|| std::path::Path::new(&cg).exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Not a recorded container: plain delete and state say so; delete --force cleans up.
+    assert!(!s.rt(&["state", &id]).status.success());
+    ok(&s.rt(&["delete", "--force", &id]));
+    assert!(!s.root.join(&id).exists(), "state directory left");
+    assert!(!std::path::Path::new(&cg).exists(), "cgroup left");
+    // The id can be used again.
+    let mut b2 = s.bundle("b2", &["true"]);
+    b2.edit(|c| { c["hooks"] = serde_json::Value::Null; });
+    ok(&s.rt(&["run", "--bundle", b2.p(), &id]));
+}

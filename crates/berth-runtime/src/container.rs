@@ -345,7 +345,10 @@ impl Runtime {
     /// Delete a container: kill what remains (a running one only with `force`), remove its
     /// cgroup and state, then run the poststop hooks.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        let dir = StateDir::open(&self.root, id)?;
+        let dir = match StateDir::open(&self.root, id) {
+            Err(Error::NotFound(_)) if force => return self.delete_abandoned(id),
+            other => other?,
+        };
         let record = dir.load()?;
         let status = state::derive_status(&dir, &record);
         if matches!(status, Status::Running | Status::Paused) && !force {
@@ -374,6 +377,24 @@ impl Runtime {
             hooks::run(HookPhase::Poststop, h.poststop().as_deref().unwrap_or(&[]), &st)?;
         }
         Ok(())
+    }
+}
+
+impl Runtime {
+    /// `delete --force` of a container whose `create` was killed before it recorded the
+    /// container: its init has exited on its own (its sync socket closed); remove the cgroup
+    /// the saved config names and the directory.
+    fn delete_abandoned(&self, id: &str) -> Result<()> {
+        let Some(dir) = StateDir::open_abandoned(&self.root, id)? else {
+            return Err(Error::NotFound(id.to_string()));
+        };
+        if let Ok(spec) = dir.load_config() {
+            let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+            if let Ok(cg) = crate::cgroup::ContainerCgroup::for_new(path.as_deref(), id) {
+                cg.destroy()?;
+            }
+        }
+        dir.remove()
     }
 }
 

@@ -149,6 +149,24 @@ impl StateDir {
         Ok(StateDir { dir, _lock: lock })
     }
 
+    /// Lock the directory of a container whose `create` died before recording it (state.json
+    /// absent, directory still there). `None` if there is no such directory.
+    pub fn open_abandoned(root: &Path, id: &str) -> Result<Option<Self>> {
+        validate_id(id)?;
+        let dir = root.join(id);
+        let lock = match File::open(&dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("open {}", dir.display())),
+        };
+        // A live create holds this lock until it has written state.json.
+        flock(&lock, &dir)?;
+        if !dir.exists() || dir.join(STATE_FILE).exists() {
+            return Ok(None);
+        }
+        Ok(Some(StateDir { dir, _lock: lock }))
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.dir
