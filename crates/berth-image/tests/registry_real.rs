@@ -57,7 +57,7 @@ fn pull_and_check(client: &RegistryClient, repo: &str, tag: &str, platform: &Pla
     assert_eq!(resolved.manifest.digest, expected.manifest.digest);
     assert_eq!(resolved.manifest.bytes, expected.manifest.bytes);
     let config = resolved.image_manifest.config();
-    let config_bytes = client.get_blob(repo, &config.digest().to_string(), config.size()).unwrap();
+    let config_bytes = client.get_blob(repo, config.digest().as_ref(), config.size()).unwrap();
     assert_eq!(config_bytes, expected.config.bytes);
     let sink = MemorySink(Mutex::new(HashMap::new()));
     let infos = client.pull_layers_parallel(repo, resolved.image_manifest.layers(), 3, &sink).unwrap();

@@ -132,7 +132,7 @@ impl RegistryClient {
             let response = if url.origin() == self.base().origin() {
                 self.send_to(request, &url, Body::Empty)?
             } else {
-                self.send_raw(request, &url, None, Body::Empty).map_err(|t| self.transport_error(request, t))?
+                self.send_raw(request, &url, None, Body::Empty).map_err(|t| self.transport_error(request, *t))?
             };
             if !matches!(response.status(), 301 | 302 | 303 | 307 | 308) {
                 return Ok(response);

@@ -232,7 +232,7 @@ impl RegistryClient {
         url: &Url,
         authorization: Option<&str>,
         body: Body<'_>,
-    ) -> std::result::Result<ureq::Response, ureq::Transport> {
+    ) -> std::result::Result<ureq::Response, Box<ureq::Transport>> {
         let mut call = self.agent.request_url(request.method, url);
         for (name, value) in &request.headers {
             call = call.set(name, value);
@@ -247,7 +247,7 @@ impl RegistryClient {
         };
         match result {
             Ok(response) | Err(ureq::Error::Status(_, response)) => Ok(response),
-            Err(ureq::Error::Transport(transport)) => Err(transport),
+            Err(ureq::Error::Transport(transport)) => Err(Box::new(transport)),
         }
     }
 
@@ -259,7 +259,7 @@ impl RegistryClient {
 
     /// Like [`send`](Self::send) but to `url` (an upload location or a redirect on the same host).
     pub(crate) fn send_to(&self, request: &Request<'_>, url: &Url, body: Body<'_>) -> Result<ureq::Response> {
-        let transport_error = |t: ureq::Transport| self.transport_error(request, t);
+        let transport_error = |t: Box<ureq::Transport>| self.transport_error(request, *t);
         let authorization = self.authorization(request)?;
         let replay = match &body {
             Body::Empty => Some(None),
