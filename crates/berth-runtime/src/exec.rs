@@ -116,6 +116,9 @@ impl Runtime {
                 None => return Err(fail(Error::Init("exec: the process exited during setup".into()))),
             }
         }
+        // The child's end of the socket is close-on-exec: EOF means it has exec'd (or died
+        // trying, which its exit status tells). Only then is the pid file meaningful.
+        let _ = parent_sock.recv::<FromInit>();
         if let Some(p) = &opts.pid_file {
             state::write_atomic(p, child.pid.to_string().as_bytes()).map_err(fail)?;
         }
