@@ -55,7 +55,7 @@ pub struct ExecArgs {
     /// Pass N extra fds to the process.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: i32,
-    /// Sub-cgroup to run in (cgroup v2 only).
+    /// Sub-cgroup to run in: PATH, or CONTROLLER[,CONTROLLER]:PATH (must exist).
     #[arg(long)]
     cgroup: Vec<String>,
     /// Allow exec in a paused container.
@@ -72,9 +72,6 @@ type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Build the process from the flags over the container's own, run it, wait unless detached.
 pub fn exec(runtime: &Runtime, a: &ExecArgs) -> CliResult<ExitCode> {
-    if !a.cgroup.is_empty() {
-        return Err("exec --cgroup: sub-cgroups are not supported yet".into());
-    }
     let process = match &a.process {
         Some(path) => {
             let text = std::fs::read(path).map_err(|e| format!("read process file {}: {e}", path.display()))?;
@@ -92,6 +89,7 @@ pub fn exec(runtime: &Runtime, a: &ExecArgs) -> CliResult<ExitCode> {
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        sub_cgroups: a.cgroup.clone(),
     };
     let child = runtime.exec(&a.id, opts)?;
     if a.detach {

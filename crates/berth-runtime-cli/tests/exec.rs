@@ -128,3 +128,19 @@ fn exec_with_a_tty_sends_a_pty_to_the_console_socket() {
     assert!(text.contains(&name), "tty printed {text:?}, pty sent was {name}");
     assert!(text.contains("isatty"), "{text}");
 }
+
+#[test]
+fn exec_cgroup_puts_the_process_in_an_existing_sub_cgroup() {
+    let s = Scratch::new("exec-subcg");
+    let (id, _) = running(&s, "c");
+    let sub = format!("/sys/fs/cgroup/memory/berth/{id}/sub");
+    std::fs::create_dir(&sub).unwrap();
+    let out = ok(&s.rt(&["exec", "--cgroup", "memory:sub", &id, "sh", "-c", "grep memory /proc/self/cgroup"]));
+    assert!(out.trim().ends_with(":/sub"), "{out}");
+    let out = s.rt(&["exec", "--cgroup", "memory:missing", &id, "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let out = s.rt(&["exec", "--cgroup", "../escape", &id, "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("relative"), "{}", stderr(&out));
+}

@@ -29,6 +29,9 @@ pub struct ExecOptions {
     pub preserve_fds: i32,
     /// `--ignore-paused`.
     pub ignore_paused: bool,
+    /// `--cgroup`: sub-cgroups of the container's cgroup, `PATH` (every controller) or
+    /// `CONTROLLER[,CONTROLLER…]:PATH`; they must exist.
+    pub sub_cgroups: Vec<String>,
 }
 
 /// The running exec'd process, a child of the calling process.
@@ -84,7 +87,7 @@ impl Runtime {
         let (parent_sock, child_sock) = sync::pair()?;
         // Like the init, the process joins the cgroup without the slow pid migration: the
         // v2 part at clone, the v1 part by moving itself before it enters the namespaces.
-        let cgroup = ContainerCgroup::from_paths(record.cgroup_paths.clone());
+        let cgroup = ContainerCgroup::from_paths(sub_cgroup_paths(&record.cgroup_paths, &opts.sub_cgroups)?);
         let task_files = cgroup.v1_task_files();
         let cg_fd = cgroup.clone_into_fd();
         let child = clone_into(&plan, None, 0, cg_fd.as_ref().map(|f| f.as_raw_fd()))?;
@@ -125,6 +128,39 @@ impl Runtime {
         drop(child.pidfd);
         Ok(ExecProcess { pid: child.pid })
     }
+}
+
+/// The container's cgroup paths with `--cgroup` sub-cgroups applied (runc's syntax).
+fn sub_cgroup_paths(
+    paths: &std::collections::HashMap<String, PathBuf>,
+    subs: &[String],
+) -> Result<std::collections::HashMap<String, PathBuf>> {
+    let mut out = paths.clone();
+    for sub in subs {
+        let (controllers, rel) = match sub.split_once(':') {
+            Some((c, p)) => (Some(c.split(',').collect::<Vec<_>>()), p),
+            None => (None, sub.as_str()),
+        };
+        let rel = std::path::Path::new(rel);
+        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            return Err(Error::InvalidConfig(format!("--cgroup {sub:?}: the path must be relative, without '..'")));
+        }
+        for (ctrl, dir) in out.iter_mut() {
+            let wanted = match &controllers {
+                None => true,
+                // "" is the unified (v2) hierarchy, named as runc does.
+                Some(list) => list.iter().any(|c| *c == ctrl.as_str() || (ctrl.is_empty() && *c == "")),
+            };
+            if wanted {
+                let sub_dir = paths[ctrl].join(rel);
+                if !sub_dir.is_dir() {
+                    return Err(Error::InvalidConfig(format!("--cgroup {sub:?}: {} does not exist", sub_dir.display())));
+                }
+                *dir = sub_dir;
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn wrong(id: &str, message: &str) -> Error {
