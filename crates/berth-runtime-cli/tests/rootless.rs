@@ -238,8 +238,13 @@ fn state_lives_under_the_users_xdg_runtime_dir_and_delete_removes_everything() {
     assert_eq!(st["owner"], USER);
     let pid = st["pid"].as_i64().unwrap();
     assert!(alive(pid));
-    let exec = r.rt(&["exec", &id, "true"]);
-    assert!(!exec.status.success() && stderr(&exec).contains("not implemented yet"), "{}", stderr(&exec));
+    // exec joins the user namespace first, then the others (a double fork, as runc).
+    let exec = ok(&r.rt(&["exec", &id, "sh", "-c", "id -u; readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt"]));
+    let lines: Vec<&str> = exec.lines().collect();
+    assert_eq!(lines[0], "0", "{exec}");
+    assert_eq!(lines[1], std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap().to_str().unwrap());
+    assert_eq!(lines[2], std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap().to_str().unwrap());
+    assert_eq!(r.rt(&["exec", &id, "sh", "-c", "exit 5"]).status.code(), Some(5));
     // Without a cgroup: pause says why; kill --all still reaches the container.
     let pause = r.rt(&["pause", &id]);
     assert!(!pause.status.success() && stderr(&pause).contains("no cgroup"), "{}", stderr(&pause));

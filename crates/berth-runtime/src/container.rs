@@ -240,6 +240,7 @@ impl Runtime {
                         send_to_init(&parent_sock, &ToInit::HooksDone)?;
                     }
                     Some(FromInit::Ready) => return Ok(()),
+                    Some(FromInit::ExecPid(_)) => return Err(Error::Init("unexpected exec message from the init".into())),
                     Some(FromInit::Error(msg)) => return Err(Error::Init(msg)),
                     None => return Err(Error::Init("the init exited during setup".into())),
                 }

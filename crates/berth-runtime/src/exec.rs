@@ -74,13 +74,12 @@ impl Runtime {
             None => None,
         };
         let plan = join_plan(&spec, record.pid)?;
-        // The parent enters the pid namespace before the clone, which needs CAP_SYS_ADMIN in
-        // its own user namespace: rootless exec needs runc's join-user-first double fork.
-        if crate::rootless::unprivileged() && plan.joined.iter().any(|j| j.typ == LinuxNamespaceType::User) {
-            return Err(Error::Unsupported(format!(
-                "exec into rootless container {id:?}: joining its namespaces without root is not implemented yet"
-            )));
-        }
+        // Entering the pid namespace around the clone needs CAP_SYS_ADMIN in the caller's own
+        // user namespace. Without it (rootless), the child joins the container's user
+        // namespace first, then its pid namespace, and forks the process that execs (runc's
+        // double fork); the intermediate relays signals and the exit status.
+        let two_step =
+            crate::rootless::unprivileged() && plan.joined.iter().any(|j| j.typ == LinuxNamespaceType::User);
         // The container's lock is not held while the process runs.
         drop(dir);
 
@@ -90,10 +89,15 @@ impl Runtime {
         let cgroup = ContainerCgroup::from_paths(sub_cgroup_paths(&record.cgroup_paths, &opts.sub_cgroups)?);
         let task_files = cgroup.v1_task_files();
         let cg_fd = cgroup.clone_into_fd();
-        let child = clone_into(&plan, None, 0, cg_fd.as_ref().map(|f| f.as_raw_fd()))?;
+        let child = if two_step {
+            clone_into(&NamespacePlan { new: Vec::new(), joined: Vec::new() }, None, 0, None)?
+        } else {
+            clone_into(&plan, None, 0, cg_fd.as_ref().map(|f| f.as_raw_fd()))?
+        };
         let Some(child) = child else {
             drop(parent_sock);
-            let err = match exec_child(&plan, &spec, &process, console, seccomp.as_ref(), &child_sock, opts.preserve_fds, &task_files) {
+            let steps = ChildSteps { two_step, preserve_fds: opts.preserve_fds, cgroup_task_files: &task_files };
+            let err = match exec_child(&plan, &spec, &process, console, seccomp.as_ref(), &child_sock, &steps) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -108,9 +112,11 @@ impl Runtime {
             e
         };
         parent_sock.send(&ToInit::Go { host_pid: child.pid }).map_err(fail)?;
+        let mut container_pid = child.pid;
         loop {
             match parent_sock.recv_with_fd::<FromInit>().map_err(fail)? {
                 Some((FromInit::Ready, _)) => break,
+                Some((FromInit::ExecPid(pid), _)) => container_pid = pid,
                 Some((FromInit::SeccompListener, Some(fd))) => {
                     crate::container::send_seccomp_listener(&spec, id, child.pid, &record.bundle, &fd).map_err(fail)?;
                 }
@@ -123,7 +129,7 @@ impl Runtime {
         // trying, which its exit status tells). Only then is the pid file meaningful.
         let _ = parent_sock.recv::<FromInit>();
         if let Some(p) = &opts.pid_file {
-            state::write_atomic(p, child.pid.to_string().as_bytes()).map_err(fail)?;
+            state::write_atomic(p, container_pid.to_string().as_bytes()).map_err(fail)?;
         }
         drop(child.pidfd);
         Ok(ExecProcess { pid: child.pid })
@@ -198,7 +204,14 @@ fn join_plan(spec: &Spec, init_pid: i32) -> Result<NamespacePlan> {
 
 enum Never {}
 
-#[allow(clippy::too_many_arguments)]
+/// How the exec'd process gets into the container.
+struct ChildSteps<'a> {
+    /// Join user first and fork again (rootless).
+    two_step: bool,
+    preserve_fds: i32,
+    cgroup_task_files: &'a [PathBuf],
+}
+
 fn exec_child(
     plan: &NamespacePlan,
     spec: &Spec,
@@ -206,24 +219,77 @@ fn exec_child(
     console: Option<OwnedFd>,
     seccomp: Option<&crate::seccomp::CompiledFilter>,
     sync: &SyncSocket,
-    preserve_fds: i32,
-    cgroup_task_files: &[PathBuf],
+    steps: &ChildSteps,
 ) -> Result<Never> {
     match sync.recv::<ToInit>()? {
         Some(ToInit::Go { .. }) => {}
         other => return Err(Error::Init(format!("unexpected message {other:?}"))),
     }
-    crate::cgroup::join_self_v1(cgroup_task_files)?;
+    crate::cgroup::join_self_v1(steps.cgroup_task_files)?;
     plan.enter_in_init()?;
+    if steps.two_step {
+        plan.enter_child_only()?;
+        // Signals stay blocked in the intermediate from before the fork on, so that none
+        // meant for the process kills the relay first.
+        // SAFETY: sigset operations on local sets.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::sigprocmask(libc::SIG_BLOCK, &all, &mut old);
+        }
+        // SAFETY: this process is single-threaded (a fork of the runtime).
+        match unsafe { nix::unistd::fork() }.context("fork into the container's pid namespace")? {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: restores the mask saved above.
+                unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                sync.send(&FromInit::ExecPid(child.as_raw()))?;
+                relay_and_exit(child.as_raw(), sync.raw());
+            }
+        }
+    }
     if let Some(sock) = console {
         crate::console::setup_for_exec(sock, process.console_size().as_ref())?;
     }
-    close_stray_fds(&[sync.raw()], preserve_fds)?;
+    close_stray_fds(&[sync.raw()], steps.preserve_fds)?;
     let ExecTarget { exe, args, env } = prepare_process(process, spec.linux().as_ref(), seccomp, sync)?;
     sync.send(&FromInit::Ready)?;
     let err = crate::process::exec(&exe, &args, &env);
     eprintln!("berth-runtime exec: {}: {err}", exe.display());
     // SAFETY: ends the process.
     unsafe { libc::_exit(127) }
+}
+
+/// The intermediate of a two-step exec: pass every signal on to `pid`, and leave with its
+/// exit status (128+N when a signal killed it).
+fn relay_and_exit(pid: i32, sync_fd: i32) -> ! {
+    // SAFETY: closes our copy of the sync socket (the runtime sees EOF once the process has
+    // exec'd); sigset operations on a local set; waitpid/kill with plain integers.
+    unsafe {
+        libc::close(sync_fd);
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        loop {
+            let mut status = 0;
+            let r = libc::waitpid(pid, &mut status, libc::WNOHANG);
+            if r == pid {
+                if libc::WIFEXITED(status) {
+                    libc::_exit(libc::WEXITSTATUS(status));
+                }
+                if libc::WIFSIGNALED(status) {
+                    libc::_exit(128 + libc::WTERMSIG(status));
+                }
+            } else if r < 0 {
+                libc::_exit(1);
+            }
+            let sig = libc::sigwaitinfo(&all, std::ptr::null_mut());
+            if sig > 0 && sig != libc::SIGCHLD {
+                libc::kill(pid, sig);
+            }
+        }
+    }
 }
 

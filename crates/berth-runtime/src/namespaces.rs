@@ -127,6 +127,17 @@ impl NamespacePlan {
 }
 
 impl NamespacePlan {
+    /// Join the pid and time namespaces given by path for this process's children only
+    /// (after the user namespace, so that an unprivileged caller holds the capabilities).
+    pub fn enter_child_only(&self) -> Result<()> {
+        for t in [LinuxNamespaceType::Pid, LinuxNamespaceType::Time] {
+            if let Some(fd) = self.joined_fd(t) {
+                setns(fd, t)?;
+            }
+        }
+        Ok(())
+    }
+
     /// In the init, once it is in its cgroup: a new cgroup namespace rooted there.
     pub fn unshare_cgroup(&self) -> Result<()> {
         if self.creates(LinuxNamespaceType::Cgroup) {

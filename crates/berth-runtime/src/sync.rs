@@ -30,6 +30,9 @@ pub enum FromInit {
     Ready,
     /// The seccomp notify listener fd is attached (SCM_RIGHTS) to this message.
     SeccompListener,
+    /// `exec` through an intermediate process: the pid (runtime's view) of the process that
+    /// will exec inside the container.
+    ExecPid(i32),
     /// Setup failed; the init exits.
     Error(String),
 }
