@@ -8,7 +8,7 @@ use berth_runtime::Runtime;
 use clap::Args;
 use oci_spec::runtime::{Capability, Process};
 
-use crate::signals;
+use berth_runtime::signals;
 
 /// Flags of `exec`.
 #[derive(Args)]

@@ -3,8 +3,9 @@
 mod exec_cmd;
 mod logging;
 mod manage_cmds;
-mod signals;
+
 mod tty;
+use berth_runtime::signals;
 
 use std::io::Write;
 use std::path::PathBuf;

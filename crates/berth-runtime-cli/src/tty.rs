@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use crate::signals::{reap, Forwarder};
+use berth_runtime::signals::{reap, Forwarder};
 
 /// Puts a terminal in raw mode and restores it on drop.
 struct RawMode {

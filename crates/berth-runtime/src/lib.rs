@@ -28,6 +28,7 @@ pub mod spec;
 mod spec_template;
 pub mod state;
 mod sync;
+pub mod signals;
 pub mod sysctl;
 pub mod time;
 

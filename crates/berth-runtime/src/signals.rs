@@ -1,4 +1,4 @@
-//! Signal names and forwarding signals to the container in foreground `run`.
+//! Signal names, and forwarding signals to a container process waited for in the foreground.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
