@@ -6,6 +6,11 @@
 //! config, and builds the runtime spec from them.
 
 pub mod error;
+pub mod images;
+pub mod login;
+pub mod pull;
+pub mod push;
+pub mod registries;
 pub mod reference;
 pub mod registry;
 pub mod store;
