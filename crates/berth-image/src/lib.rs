@@ -5,6 +5,7 @@
 //! It knows nothing of containers: the engine asks it for an image's snapshot chain and
 //! config, and builds the runtime spec from them.
 
+pub mod archive;
 pub mod error;
 pub mod images;
 pub mod login;
@@ -14,6 +15,7 @@ pub mod registries;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod transport;
 pub mod unpack;
 
 pub use error::{Error, Result};
