@@ -20,6 +20,7 @@ mod extract;
 mod fsops;
 pub mod import;
 mod path;
+mod pipeline;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::IoContext;
-use crate::store::digest::{sha256_hex, sha256_of, Digest, HashingReader};
+use crate::store::digest::{sha256_hex, sha256_of, Digest};
 use crate::store::random_suffix;
 use crate::{Error, Result};
 
@@ -138,7 +139,7 @@ impl Snapshots {
 
     /// Unpack the layer read from `reader` on top of the snapshot `parent` (a chain id).
     /// When the snapshot already exists (another unpack won), that one is returned.
-    pub fn unpack<R: Read>(&self, reader: R, parent: Option<&Digest>, opts: &UnpackOptions) -> Result<UnpackedLayer> {
+    pub fn unpack<R: Read + Send>(&self, reader: R, parent: Option<&Digest>, opts: &UnpackOptions) -> Result<UnpackedLayer> {
         let tmp = self.root.join(format!(".unpack-{}", random_suffix()));
         std::fs::create_dir(&tmp).io_context(|| format!("create {}", tmp.display()))?;
         let guard = RemoveOnDrop(Some(tmp.clone()));
@@ -178,18 +179,25 @@ pub struct LayerDigests {
 
 /// Extract a layer into the empty directory `dir` in one pass, verifying the expected digests.
 /// On error `dir` is left partially filled: the caller removes it ([`Snapshots::unpack`] does).
-pub fn unpack_into<R: Read>(reader: R, dir: &Path, opts: &UnpackOptions, label: &str) -> Result<LayerDigests> {
-    let mut raw = HashingReader::new(reader);
-    let (compression, diff_id) = {
-        let (compression, decoded) =
-            compression::decoder(&mut raw).io_context(|| format!("layer {label}: start decompression"))?;
-        let mut archive = tar::Archive::new(HashingReader::new(decoded));
-        extract::Extractor::new(dir, opts, label.to_string())?.run(&mut archive)?;
-        // The diff_id covers the whole uncompressed stream, including the zero blocks after the end.
-        let (diff_id, _) = archive.into_inner().finish().io_context(|| format!("layer {label}: read to the end"))?;
-        (compression, diff_id)
-    };
-    let (digest, size) = raw.finish().io_context(|| format!("layer {label}: read to the end"))?;
+pub fn unpack_into<R: Read + Send>(reader: R, dir: &Path, opts: &UnpackOptions, label: &str) -> Result<LayerDigests> {
+    let (extracted, decoded) = std::thread::scope(|scope| {
+        let (mut stream, decoder) = pipeline::spawn(scope, reader);
+        let extracted = (|| {
+            let mut archive = tar::Archive::new(&mut stream);
+            extract::Extractor::new(dir, opts, label.to_string())?.run(&mut archive)?;
+            // The diff_id covers the whole uncompressed stream, including the zero blocks after the end.
+            std::io::copy(&mut stream, &mut std::io::sink()).io_context(|| format!("layer {label}: read to the end"))?;
+            Ok::<(), Error>(())
+        })();
+        // Dropping the receiver stops the decoder if extraction failed early.
+        drop(stream);
+        let decoded = decoder.join().unwrap_or_else(|_| Err(std::io::Error::other("layer decoder thread panicked")));
+        (extracted, decoded)
+    });
+    // The extractor's error comes first: it stopped the decoder (or carries the decoder's cause).
+    extracted?;
+    let pipeline::Decoded { compression, digest, size, diff_id } =
+        decoded.io_context(|| format!("layer {label}: read and decompress"))?;
     if let Some(want) = opts.expected_size {
         if want != size {
             return Err(Error::SizeMismatch { what: format!("layer {label}"), expected: want, actual: size });
