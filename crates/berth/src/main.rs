@@ -1,0 +1,138 @@
+//! `berth`: the engine's command line. Thin: it parses arguments, calls the libraries, formats
+//! output and maps failures to docker's exit codes (125: the engine failed).
+
+mod archive_cmds;
+mod context;
+mod format;
+mod image_cmds;
+mod login_cmds;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use context::Context;
+
+/// Exit code for an error of the engine itself (docker's and podman's 125).
+const EXIT_ENGINE_ERROR: u8 = 125;
+
+/// berth: containers and images.
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about = "berth: a container engine", disable_version_flag = true)]
+struct Cli {
+    /// Storage root (default /var/lib/berth; rootless: $XDG_DATA_HOME/berth).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Registries config file (default /etc/berth/registries.toml; rootless: $XDG_CONFIG_HOME/berth/registries.toml).
+    #[arg(long = "registries-conf", global = true, value_name = "FILE")]
+    registries_conf: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long = "log-level", global = true, default_value = "warn", value_name = "LEVEL")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Every `berth` command. `save`, `load` and `import` live in `archive_cmds.rs`.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Pull an image from a registry.
+    Pull(image_cmds::PullArgs),
+    /// Push an image to a registry.
+    Push(image_cmds::PushArgs),
+    /// List images.
+    Images(image_cmds::ImagesArgs),
+    /// Remove images.
+    Rmi(image_cmds::RmiArgs),
+    /// Give an image another name.
+    Tag(image_cmds::TagArgs),
+    /// Show an image's history.
+    History(image_cmds::HistoryArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Log in to a registry.
+    Login(login_cmds::LoginArgs),
+    /// Log out of a registry.
+    Logout(login_cmds::LogoutArgs),
+    /// Save images to an archive (docker-archive by default).
+    Save(archive_cmds::SaveArgs),
+    /// Load images from an archive or OCI layout.
+    Load(archive_cmds::LoadArgs),
+    /// Create a one-layer image from a rootfs tarball.
+    Import(archive_cmds::ImportArgs),
+    /// Show the version.
+    Version,
+}
+
+/// `berth image …`
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// Show an image's config, rootfs and history as JSON.
+    Inspect(image_cmds::InspectArgs),
+    /// Remove what no image needs (dangling blobs, snapshots, leftovers of killed pulls).
+    Prune(image_cmds::PruneArgs),
+    /// List images.
+    #[command(alias = "list")]
+    Ls(image_cmds::ImagesArgs),
+    /// Remove images.
+    Rm(image_cmds::RmiArgs),
+    /// Pull an image.
+    Pull(image_cmds::PullArgs),
+    /// Push an image.
+    Push(image_cmds::PushArgs),
+    /// Tag an image.
+    Tag(image_cmds::TagArgs),
+    /// Show an image's history.
+    History(image_cmds::HistoryArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ENGINE_ERROR } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(&cli.log_level);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(EXIT_ENGINE_ERROR)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("warn,berth={level},berth_image={level}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Context::new(cli.root, cli.registries_conf);
+    match cli.command {
+        Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => image_cmds::pull(&ctx, args),
+        Command::Push(args) | Command::Image(ImageCommand::Push(args)) => image_cmds::push(&ctx, args),
+        Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => image_cmds::images(&ctx, args),
+        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => image_cmds::rmi(&ctx, args),
+        Command::Tag(args) | Command::Image(ImageCommand::Tag(args)) => image_cmds::tag(&ctx, args),
+        Command::History(args) | Command::Image(ImageCommand::History(args)) => image_cmds::history(&ctx, args),
+        Command::Image(ImageCommand::Inspect(args)) => image_cmds::inspect(&ctx, args),
+        Command::Image(ImageCommand::Prune(args)) => image_cmds::prune(&ctx, args),
+        Command::Login(args) => login_cmds::login(&ctx, args),
+        Command::Logout(args) => login_cmds::logout(&ctx, args),
+        Command::Save(args) => archive_cmds::save(&ctx, args),
+        Command::Load(args) => archive_cmds::load(&ctx, args),
+        Command::Import(args) => archive_cmds::import(&ctx, args),
+        Command::Version => {
+            println!("berth version {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}
