@@ -79,25 +79,49 @@ impl Forwarder {
 
     /// Forward signals to `pid` until it exits; returns its exit status (128+N if killed).
     pub fn forward_until_exit(&self, pid: i32) -> Result<i32, String> {
+        // The child's exit is watched through a pidfd rather than SIGCHLD, which a
+        // multi-threaded caller may have delivered to another thread.
+        // SAFETY: pidfd_open with a pid and no flags.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if pidfd < 0 {
+            return Err(format!("pidfd_open {pid}: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: a new fd owned by nobody else.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
         loop {
             if let Some(status) = reap(pid)? {
                 return Ok(status);
             }
-            let sig = self.next_signal()?;
-            if sig != libc::SIGCHLD {
-                // SAFETY: kill with a pid and signal number.
-                unsafe { libc::kill(pid, sig) };
+            let mut fds = [
+                libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            ];
+            // SAFETY: two valid pollfds.
+            if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(format!("poll: {e}"));
+                }
+                continue;
+            }
+            if fds[0].revents != 0 {
+                let sig = self.next_signal()?;
+                if sig != libc::SIGCHLD {
+                    // SAFETY: kill with a pid and signal number.
+                    unsafe { libc::kill(pid, sig) };
+                }
             }
         }
     }
 }
 
-/// Reap finished children; the init's status if it is among them.
+/// The exit status of `pid` (our child) if it has finished: 128+N when killed by signal N.
+/// Only that child is reaped: other children of the caller are not ours to wait for.
 pub fn reap(pid: i32) -> Result<Option<i32>, String> {
     loop {
         let mut status = 0;
         // SAFETY: waitpid with a valid out pointer.
-        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
         if r == 0 {
             return Ok(None);
         }
