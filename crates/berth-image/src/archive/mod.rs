@@ -123,8 +123,8 @@ fn read_prefix(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(have)
 }
 
-/// An unnamed temporary file in `dir`.
-pub(crate) fn temp_file(dir: &Path) -> Result<File> {
+/// An unnamed temporary file in `dir` (O_TMPFILE, or created and unlinked at once).
+pub fn temp_file(dir: &Path) -> Result<File> {
     docker_archive::temp_file(dir)
 }
 
