@@ -21,7 +21,7 @@ fn content(seed: &mut u64, len: usize) -> Vec<u8> {
         *seed ^= *seed << 13;
         *seed ^= *seed >> 7;
         *seed ^= *seed << 17;
-        if *seed % 3 == 0 {
+        if matches!(*seed % 3, 0) {
             out.extend_from_slice(&seed.to_le_bytes()[..4]);
         } else {
             out.extend_from_slice(WORDS[(*seed >> 8) as usize % WORDS.len()].as_bytes());

@@ -128,7 +128,7 @@ impl Store {
         if let Some(d) = expected {
             let path = self.blob_path(d)?;
             if let Ok(meta) = std::fs::symlink_metadata(&path) {
-                if meta.is_file() && expected_size.map_or(true, |s| s == meta.len()) {
+                if meta.is_file() && !matches!(expected_size, Some(s) if s != meta.len()) {
                     return Ok(BlobInfo { digest: d.clone(), size: meta.len() });
                 }
             }
