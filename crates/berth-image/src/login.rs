@@ -49,7 +49,7 @@ fn auth_key(registry: &str) -> String {
 pub fn login(registry: &str, credentials: &Credentials, config: &RegistryConfig, file: &Path) -> Result<()> {
     let key = auth_key(registry);
     let client = RegistryClient::new(&key, config, Some(credentials.clone()))?;
-    client.ping().map_err(|e| Error::Registry { registry: key.clone(), message: format!("login as {:?} failed: {e}", credentials.username) })?;
+    client.ping().map_err(|e| Error::Format { what: format!("login to {key} as {:?}", credentials.username), message: e.to_string() })?;
     let mut doc = read_auth_file(file)?;
     let auths = auths_of(&mut doc, file)?;
     auths.retain(|k, _| auth_key(k) != key);

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use oci_spec::image::Descriptor;
 
 use crate::images::{is_index_media_type, resolve_name};
+use crate::pull::ANNOTATION_SOURCE;
 use crate::reference::Reference;
 use crate::registry::{load_credentials, BlobPushOutcome, Credentials, PushOptions as BlobOptions, RegistryClient, RegistryConfig, UploadMethod};
 use crate::store::digest::Digest;
@@ -71,8 +72,16 @@ pub fn push(store: &Store, source: &Reference, dest: &Reference, opts: &PushOpti
         None => load_credentials(dest.domain())?,
     };
     let client = RegistryClient::new(dest.domain(), &opts.registries, credentials)?;
+    // The repository the blobs were pulled from, else the source name's: mountable when on
+    // the destination's registry.
+    let origin = top
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_SOURCE))
+        .and_then(|s| Reference::parse(s).ok())
+        .unwrap_or_else(|| source.clone());
     let mount_from = opts.mount_from.clone().or_else(|| {
-        (source.domain() == dest.domain() && source.path() != dest.path()).then(|| source.path().to_string())
+        (origin.domain() == dest.domain() && origin.path() != dest.path()).then(|| origin.path().to_string())
     });
     let blob_options = BlobOptions { method: opts.method, mount_from };
     let repository = dest.path();

@@ -25,6 +25,8 @@ use transfer::{ensure_blob, SnapshotTarget, Transfer};
 
 /// The annotation holding the digest the registry resolved the name to (index or manifest).
 pub const ANNOTATION_REPO_DIGEST: &str = "io.berth.image.repo-digest";
+/// The annotation naming the repository (`registry/path`) the blobs were pulled from.
+pub const ANNOTATION_SOURCE: &str = "io.berth.image.source";
 
 /// Callbacks that follow a pull; every method has a no-op default.
 pub trait PullProgress: Sync {
@@ -145,7 +147,9 @@ pub fn pull(
         None => manifest_digest.clone(),
     };
     let mut descriptor = stored.descriptor(MediaType::from(resolved.manifest.media_type.as_str()));
-    descriptor.set_annotations(Some([(ANNOTATION_REPO_DIGEST.to_string(), repo_digest.to_string())].into()));
+    descriptor.set_annotations(Some(
+        [(ANNOTATION_REPO_DIGEST.to_string(), repo_digest.to_string()), (ANNOTATION_SOURCE.to_string(), reference.name())].into(),
+    ));
     let name = match reference.tag() {
         Some(tag) => reference.with_tag(tag)?,
         None => reference.clone(),
