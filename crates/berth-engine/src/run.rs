@@ -132,6 +132,14 @@ impl Engine {
     /// Returns its exit code (128+N when killed by signal N). Removes it if created with --rm.
     pub fn run_foreground(&self, id: &str) -> Result<i32> {
         let row = self.db.find(id)?.ok_or_else(|| Error::NoSuchContainer(id.to_string()))?;
+        let result = self.run_row(&row);
+        if result.is_err() && row.auto_remove {
+            let _ = self.remove(&row.id, true);
+        }
+        result
+    }
+
+    fn run_row(&self, row: &ContainerRow) -> Result<i32> {
         let opts = CreateOptions { bundle: self.dirs(&row.id).bundle(), ..Default::default() };
         let pid = self.runtime.create(&row.id, &opts)?;
         let fwd = berth_runtime::signals::Forwarder::block().map_err(Error::Invalid)?;

@@ -23,6 +23,11 @@ impl Context {
         Self { root: root.unwrap_or_else(default_root), registries_conf }
     }
 
+    /// The storage root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The content store (created on first use).
     pub fn store(&self) -> anyhow::Result<Store> {
         Store::open(&self.root).with_context(|| format!("open the image store at {}", self.root.display()))

@@ -2,6 +2,7 @@
 //! output and maps failures to docker's exit codes (125: the engine failed).
 
 mod archive_cmds;
+mod container_cmds;
 mod context;
 mod format;
 mod image_cmds;
@@ -65,6 +66,12 @@ enum Command {
     Import(archive_cmds::ImportArgs),
     /// Show the version.
     Version,
+    /// Run a command in a new container (in the foreground).
+    Run(container_cmds::RunArgs),
+    /// List containers.
+    Ps(container_cmds::PsArgs),
+    /// Remove containers.
+    Rm(container_cmds::RmArgs),
 }
 
 /// `berth image …`
@@ -130,6 +137,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Save(args) => archive_cmds::save(&ctx, args),
         Command::Load(args) => archive_cmds::load(&ctx, args),
         Command::Import(args) => archive_cmds::import(&ctx, args),
+        Command::Run(args) => {
+            let code = container_cmds::run(&ctx, args)?;
+            // The container's status is the command's, as with docker and podman.
+            std::process::exit(code);
+        }
+        Command::Ps(args) => container_cmds::ps(&ctx, args),
+        Command::Rm(args) => container_cmds::rm(&ctx, args),
         Command::Version => {
             println!("berth version {}", env!("CARGO_PKG_VERSION"));
             Ok(())
