@@ -199,7 +199,7 @@ fn ctr_shows_berth_runtime_error_for_a_missing_command() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("OCI runtime create failed"), "ctr: {err}");
-    assert!(err.contains(r#"exec: "/nonexistent": No such file or directory"#), "berth's message is not in ctr's: {err}");
+    assert!(err.contains(r#"exec: "/nonexistent": no such file or directory"#), "berth's message is not in ctr's: {err}");
     // The failed create left nothing: no task, no container state in berth's root.
     assert_eq!(stdout(&c.ctr(&["task", "ls", "-q"])), "");
     let state = c.runc_root.join(&c.ns).join("missing");

@@ -24,7 +24,7 @@ pub fn resolve_executable(args0: &str, env: &[String]) -> Result<PathBuf> {
         let path = PathBuf::from(args0);
         return check_executable(&path)
             .map(|()| path)
-            .map_err(|why| Error::InvalidConfig(format!("exec: {args0:?}: {why}")));
+            .map_err(|why| Error::InvalidConfig(format!("exec: {args0:?}: {}", go_error_text(&why))));
     }
     let path_var = env
         .iter()
@@ -41,6 +41,17 @@ pub fn resolve_executable(args0: &str, env: &[String]) -> Result<PathBuf> {
     Err(Error::InvalidConfig(format!(
         "exec: {args0:?}: executable file not found in $PATH"
     )))
+}
+
+/// An errno as Go (and so runc) spells it: "no such file or directory", "permission denied".
+///
+/// docker's CLI and daemon match these lowercase strings to exit with 127 or 126 instead of
+/// 125; Rust's "No such file or directory (os error 2)" would not match.
+fn go_error_text(err: &std::io::Error) -> String {
+    let Some(errno) = err.raw_os_error() else { return err.to_string() };
+    let text = nix::errno::Errno::from_raw(errno).desc();
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// A regular (or symlinked-to-regular) file that the effective ids may execute.
@@ -161,11 +172,13 @@ mod tests {
         let exe = d.path().join("run");
         write_file(&exe, 0o755);
         assert_eq!(resolve_executable(exe.to_str().unwrap(), &[]).unwrap(), exe);
-        assert!(resolve_executable(d.path().join("absent").to_str().unwrap(), &[]).is_err());
+        let absent = resolve_executable(d.path().join("absent").to_str().unwrap(), &[]).unwrap_err();
+        assert!(absent.to_string().ends_with(": no such file or directory"), "{absent}");
         assert!(resolve_executable(d.path().to_str().unwrap(), &[]).is_err());
         let plain = d.path().join("plain");
         write_file(&plain, 0o644);
-        assert!(resolve_executable(plain.to_str().unwrap(), &[]).is_err());
+        let plain = resolve_executable(plain.to_str().unwrap(), &[]).unwrap_err();
+        assert!(plain.to_string().ends_with(": permission denied"), "{plain}");
     }
 
     #[test]
