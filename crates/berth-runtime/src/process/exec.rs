@@ -22,9 +22,9 @@ pub fn resolve_executable(args0: &str, env: &[String]) -> Result<PathBuf> {
     }
     if args0.contains('/') {
         let path = PathBuf::from(args0);
-        return check_executable(&path)
-            .map(|()| path)
-            .map_err(|why| Error::InvalidConfig(format!("exec: {args0:?}: {}", go_error_text(&why))));
+        return check_executable(&path).map(|()| path).map_err(|why| {
+            Error::InvalidConfig(format!("exec: {args0:?}: {}", go_error_text(&why)))
+        });
     }
     let path_var = env
         .iter()
@@ -48,10 +48,15 @@ pub fn resolve_executable(args0: &str, env: &[String]) -> Result<PathBuf> {
 /// docker's CLI and daemon match these lowercase strings to exit with 127 or 126 instead of
 /// 125; Rust's "No such file or directory (os error 2)" would not match.
 fn go_error_text(err: &std::io::Error) -> String {
-    let Some(errno) = err.raw_os_error() else { return err.to_string() };
+    let Some(errno) = err.raw_os_error() else {
+        return err.to_string();
+    };
     let text = nix::errno::Errno::from_raw(errno).desc();
     let mut chars = text.chars();
-    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
+    chars
+        .next()
+        .map(|c| c.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// A regular (or symlinked-to-regular) file that the effective ids may execute.
@@ -172,13 +177,20 @@ mod tests {
         let exe = d.path().join("run");
         write_file(&exe, 0o755);
         assert_eq!(resolve_executable(exe.to_str().unwrap(), &[]).unwrap(), exe);
-        let absent = resolve_executable(d.path().join("absent").to_str().unwrap(), &[]).unwrap_err();
-        assert!(absent.to_string().ends_with(": no such file or directory"), "{absent}");
+        let absent =
+            resolve_executable(d.path().join("absent").to_str().unwrap(), &[]).unwrap_err();
+        assert!(
+            absent.to_string().ends_with(": no such file or directory"),
+            "{absent}"
+        );
         assert!(resolve_executable(d.path().to_str().unwrap(), &[]).is_err());
         let plain = d.path().join("plain");
         write_file(&plain, 0o644);
         let plain = resolve_executable(plain.to_str().unwrap(), &[]).unwrap_err();
-        assert!(plain.to_string().ends_with(": permission denied"), "{plain}");
+        assert!(
+            plain.to_string().ends_with(": permission denied"),
+            "{plain}"
+        );
     }
 
     #[test]
