@@ -1,7 +1,8 @@
-//! Fixtures shared by the podman and containerd interop tests: a scratch directory that
+//! Fixtures shared by the podman, containerd and docker interop tests: a scratch directory that
 //! unmounts what the clients mounted under it, kills what they left running under it and
-//! removes their cgroups on drop; a busybox image built offline; commands run under a
-//! time limit so that a hung client fails the test instead of hanging it.
+//! removes their cgroups on drop; busybox images built offline (rootfs tar, OCI and docker
+//! archives); commands run under a time limit so that a hung client fails the test instead
+//! of hanging it.
 
 #![allow(dead_code)]
 
@@ -130,6 +131,29 @@ impl Scratch {
         std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
         let archive = self.path("busybox-oci.tar");
         ok(&run(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).args(["oci-layout", "index.json", "blobs"]), 60));
+        archive
+    }
+
+    /// A docker-archive of the busybox rootfs tagged `name` (what `docker load` takes;
+    /// docker 20.10 does not load OCI archives): manifest.json, the config, one layer tar.
+    pub fn busybox_docker_archive(&self, name: &str) -> PathBuf {
+        let layer = self.busybox_tar();
+        let dir = self.path("docker-archive");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&layer, dir.join("layer.tar")).unwrap();
+        let layer_digest = sha256(&std::fs::read(&layer).unwrap());
+        let config = serde_json::json!({
+            "architecture": go_arch(), "os": "linux",
+            "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
+        })
+        .to_string();
+        let config_file = format!("{}.json", sha256(config.as_bytes()));
+        std::fs::write(dir.join(&config_file), config).unwrap();
+        let manifest = serde_json::json!([{"Config": config_file, "RepoTags": [name], "Layers": ["layer.tar"]}]);
+        std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+        let archive = self.path("busybox-docker.tar");
+        ok(&run(Command::new("tar").arg("-C").arg(&dir).arg("-cf").arg(&archive).args(["manifest.json", &config_file, "layer.tar"]), 60));
         archive
     }
 
