@@ -158,7 +158,8 @@ pub fn run(ctx: &Context, a: RunArgs) -> anyhow::Result<i32> {
         // docker's codes: 127 the command was not found, 126 it could not be invoked.
         Err(e) => {
             let msg = e.to_string();
-            let code = if msg.contains("executable file not found") || msg.contains("No such file or directory") {
+            // berth-runtime spells errno like runc ("no such file or directory"), as docker matches.
+            let code = if msg.contains("executable file not found") || msg.to_lowercase().contains("no such file or directory") {
                 127
             } else if msg.contains("ermission denied") {
                 126
