@@ -13,5 +13,12 @@ pub mod specgen;
 pub mod user;
 
 pub use error::{Error, Result};
+
+/// Protect this binary against overwrite from a container (CVE-2019-5736) before anything
+/// else: the engine forks containers from its own process. Re-executes the process unless
+/// the binary is already sealed (immutable, or on a read-only overlay); call it first.
+pub fn seal_binary() -> Result<()> {
+    Ok(berth_runtime::exe_seal::ensure_sealed()?)
+}
 pub use run::Engine;
 pub use specgen::{ContainerOptions, NetworkMode};

@@ -399,3 +399,43 @@ fn cve_2025_52881_a_sysctl_is_never_written_to_a_non_proc_file() {
     assert!(stderr(&out).contains("procfs"), "{}", stderr(&out));
     assert_nothing_left(&s, &id);
 }
+
+/// CVE-2019-5736 with an immutable binary (`chattr +i`, how scripts/build-release installs
+/// berth-runtime): no re-exec happens, the init's exe is the installed file itself, and
+/// it cannot be opened for writing by anyone (EPERM), which is the protection.
+#[test]
+fn cve_2019_5736_an_immutable_binary_is_used_as_is_and_cannot_be_written() {
+    let s = Scratch::new("cve-2019-5736-immutable");
+    // A copy next to the scratch dir (ext4 here); the flag is removed before cleanup.
+    let bin = s.dir.join("berth-runtime-immutable");
+    std::fs::copy(BIN, &bin).unwrap();
+    let chattr = std::process::Command::new("chattr").arg("+i").arg(&bin).status();
+    if !chattr.is_ok_and(|st| st.success()) {
+        eprintln!("skipped: chattr +i is not supported on {} (needs e2fsprogs and ext4/xfs/btrfs)", s.dir.display());
+        return;
+    }
+    struct Unfreeze(std::path::PathBuf);
+    impl Drop for Unfreeze {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+        }
+    }
+    let _unfreeze = Unfreeze(bin.clone());
+    let b = s.bundle("b", &["sleep", "300"]);
+    let id = s.id("c");
+    let out = std::process::Command::new(&bin)
+        .args(["--root", s.root.to_str().unwrap(), "create", "--bundle", b.p(), &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let pid = s.state(&id)["pid"].as_i64().unwrap();
+    let exe_path = format!("/proc/{pid}/exe");
+    use std::os::unix::fs::MetadataExt;
+    let (exe_md, bin_md) = (std::fs::metadata(&exe_path).unwrap(), std::fs::metadata(&bin).unwrap());
+    assert_eq!((exe_md.dev(), exe_md.ino()), (bin_md.dev(), bin_md.ino()), "an immutable binary is not re-executed");
+    let w = std::fs::OpenOptions::new().write(true).open(&exe_path);
+    assert_eq!(w.expect_err("the immutable exe could be opened for writing").raw_os_error(), Some(libc::EPERM));
+    ok(&s.rt(&["delete", "--force", &id]));
+}

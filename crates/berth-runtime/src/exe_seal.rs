@@ -10,6 +10,9 @@
 //! is detached (fsmount without move_mount), so it is in no mount table and disappears with
 //! the last process using it.
 //!
+//! A binary installed immutable (`chattr +i`, which `scripts/build-release` does) is already
+//! safe — it cannot be opened for writing at all — and is not re-executed.
+//!
 //! An unprivileged caller (rootless mode) cannot mount an overlay; it re-executes from a
 //! sealed memfd copy of the binary instead (runc's way when it runs rootless).
 
@@ -23,9 +26,13 @@ const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 /// Set in the environment of the re-executed process so that a failure cannot loop.
 const SEALED_ENV: &str = "_BERTH_EXE_SEALED";
 
-/// Whether `/proc/self/exe` lives on a read-only overlay (already sealed).
+/// Whether `/proc/self/exe` cannot be written: an immutable file (`chattr +i`, as
+/// `scripts/build-release` installs it), a read-only overlay, or a sealed memfd.
 pub fn is_sealed() -> bool {
     let Ok(f) = std::fs::File::open("/proc/self/exe") else { return false };
+    if is_immutable(f.as_raw_fd()) {
+        return true;
+    }
     // SAFETY: fstatfs fills a statfs struct for an fd we own.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) } != 0 {
@@ -42,6 +49,19 @@ pub fn is_sealed() -> bool {
     // SAFETY: F_GET_SEALS on an fd we own; fails with EINVAL unless it is a memfd.
     let seals = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GET_SEALS) };
     seals >= 0 && seals & MEMFD_SEALS == MEMFD_SEALS
+}
+
+/// Whether the file has FS_IMMUTABLE_FL: nobody may open it for writing, rename, unlink or
+/// replace it, not even root, without CAP_LINUX_IMMUTABLE in the initial user namespace
+/// (which containers do not get unless privileged). Such a binary needs no re-exec: that
+/// saves an exec and a mount on every start.
+pub fn is_immutable(fd: RawFd) -> bool {
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    const FS_IMMUTABLE_FL: libc::c_long = 0x10;
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one long into `flags`.
+    let rc = unsafe { libc::ioctl(fd, FS_IOC_GETFLAGS, &mut flags) };
+    rc == 0 && flags & FS_IMMUTABLE_FL != 0
 }
 
 /// Seals that make a memfd copy of the binary immutable.

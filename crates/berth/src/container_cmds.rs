@@ -119,6 +119,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<i64> {
 
 /// `run`: create the container and run it in the foreground; returns its exit code.
 pub fn run(ctx: &Context, a: RunArgs) -> anyhow::Result<i32> {
+    berth_engine::seal_binary()?;
     if a.tty {
         bail!("run --tty is not supported yet by the engine (use berth-runtime with a console socket)");
     }
