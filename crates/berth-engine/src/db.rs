@@ -18,7 +18,10 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE containers (
         state TEXT NOT NULL,
         exit_code INTEGER,
         auto_remove INTEGER NOT NULL DEFAULT 0
-    );"];
+    );",
+    // The image id and snapshot chain a container uses, so that rmi and prune spare them.
+    "ALTER TABLE containers ADD COLUMN image_id TEXT NOT NULL DEFAULT '';
+     ALTER TABLE containers ADD COLUMN chain TEXT NOT NULL DEFAULT '';"];
 
 /// A container as the engine records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,10 @@ pub struct ContainerRow {
     pub exit_code: Option<i32>,
     /// `--rm`.
     pub auto_remove: bool,
+    /// The image id (config digest).
+    pub image_id: String,
+    /// The snapshot chain ids (bottom first), space-separated.
+    pub chain: String,
 }
 
 /// The state database.
@@ -67,8 +74,8 @@ impl Db {
     /// Record a new container; fails if the name is taken.
     pub fn insert(&self, c: &ContainerRow) -> Result<()> {
         let r = self.conn.execute(
-            "INSERT INTO containers (id, name, image, created, state, exit_code, auto_remove) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![c.id, c.name, c.image, c.created, c.state, c.exit_code, c.auto_remove],
+            "INSERT INTO containers (id, name, image, created, state, exit_code, auto_remove, image_id, chain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![c.id, c.name, c.image, c.created, c.state, c.exit_code, c.auto_remove, c.image_id, c.chain],
         );
         match r {
             Ok(_) => Ok(()),
@@ -88,7 +95,7 @@ impl Db {
     /// Find a container by id, id prefix (unique) or name.
     pub fn find(&self, key: &str) -> Result<Option<ContainerRow>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, name, image, created, state, exit_code, auto_remove FROM containers
+            "SELECT id, name, image, created, state, exit_code, auto_remove, image_id, chain FROM containers
              WHERE name = ?1 OR id = ?1 OR id LIKE ?1 || '%' LIMIT 2",
         )?;
         let rows: Vec<ContainerRow> = stmt.query_map(params![key], row)?.collect::<rusqlite::Result<_>>()?;
@@ -101,7 +108,7 @@ impl Db {
     /// Every container, oldest first.
     pub fn list(&self) -> Result<Vec<ContainerRow>> {
         let mut stmt =
-            self.conn.prepare("SELECT id, name, image, created, state, exit_code, auto_remove FROM containers ORDER BY created")?;
+            self.conn.prepare("SELECT id, name, image, created, state, exit_code, auto_remove, image_id, chain FROM containers ORDER BY created")?;
         let rows = stmt.query_map([], row)?.collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -130,6 +137,8 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
         state: r.get(4)?,
         exit_code: r.get(5)?,
         auto_remove: r.get(6)?,
+        image_id: r.get(7)?,
+        chain: r.get(8)?,
     })
 }
 
@@ -146,6 +155,8 @@ mod tests {
             state: "created".into(),
             exit_code: None,
             auto_remove: false,
+            image_id: "sha256:1".into(),
+            chain: String::new(),
         }
     }
 

@@ -73,6 +73,16 @@ impl Engine {
         self.db.list()
     }
 
+    /// Image ids (config digests) that containers use: `rmi` refuses them without force.
+    pub fn images_in_use(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self.db.list()?.into_iter().map(|c| c.image_id).collect())
+    }
+
+    /// Snapshot chain ids that containers' root filesystems stack: never garbage-collected.
+    pub fn snapshots_in_use(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self.db.list()?.iter().flat_map(|c| c.chain.split(' ').map(String::from).collect::<Vec<_>>()).filter(|c| !c.is_empty()).collect())
+    }
+
     fn dirs(&self, id: &str) -> ContainerDirs {
         ContainerDirs { base: self.root.join("containers").join(id) }
     }
@@ -96,6 +106,8 @@ impl Engine {
             state: "created".into(),
             exit_code: None,
             auto_remove,
+            image_id: rootfs.image.id.to_string(),
+            chain: rootfs.image.chain.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" "),
         })?;
         match self.build_bundle(&id, &rootfs, opts) {
             Ok(()) => Ok(id),

@@ -173,6 +173,16 @@ pub fn run(ctx: &Context, a: RunArgs) -> anyhow::Result<i32> {
     }
 }
 
+/// Image ids and snapshot chain ids that containers use (for rmi and prune).
+pub fn in_use(ctx: &Context) -> anyhow::Result<(std::collections::HashSet<String>, std::collections::HashSet<String>)> {
+    // No database yet: no containers (and nothing is created by asking).
+    if !ctx.root().join("berth.db").exists() {
+        return Ok(Default::default());
+    }
+    let engine = engine(ctx)?;
+    Ok((engine.images_in_use()?, engine.snapshots_in_use()?))
+}
+
 /// `ps`.
 pub fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<()> {
     let rows = engine(ctx)?.containers()?;

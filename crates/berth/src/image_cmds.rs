@@ -245,8 +245,8 @@ pub fn rmi(ctx: &Context, args: RmiArgs) -> anyhow::Result<()> {
     }
     let store = ctx.store()?;
     let mut failures = 0;
-    // No containers exist yet; the engine will answer "in use" here.
-    let in_use = |_: &Digest| false;
+    let (used_images, used_snapshots) = crate::container_cmds::in_use(ctx)?;
+    let in_use = |id: &Digest| used_images.contains(&id.to_string());
     for (text, given) in texts.iter().zip(&args.images) {
         match images::remove(&store, text, args.force, &in_use) {
             Ok(outcome) => {
@@ -263,7 +263,7 @@ pub fn rmi(ctx: &Context, args: RmiArgs) -> anyhow::Result<()> {
             }
         }
     }
-    images::collect_garbage(&store, &ctx.snapshots_dir(), &|_| false)?;
+    images::collect_garbage(&store, &ctx.snapshots_dir(), &|chain: &Digest| used_snapshots.contains(&chain.to_string()))?;
     if failures > 0 {
         return Err(anyhow!("{failures} of {} images could not be removed", args.images.len()));
     }
@@ -313,7 +313,8 @@ pub fn history(ctx: &Context, args: HistoryArgs) -> anyhow::Result<()> {
 /// `image prune`
 pub fn prune(ctx: &Context, _args: PruneArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let report = images::prune(&store, &ctx.snapshots_dir(), &|_| false)?;
+    let (_, used_snapshots) = crate::container_cmds::in_use(ctx)?;
+    let report = images::prune(&store, &ctx.snapshots_dir(), &|chain: &Digest| used_snapshots.contains(&chain.to_string()))?;
     for d in &report.blobs.removed {
         println!("Deleted blob {d}");
     }

@@ -106,3 +106,20 @@ fn a_missing_command_exits_127_and_an_unknown_image_125() {
     assert_eq!(String::from_utf8_lossy(&e.berth(&["ps", "-a", "-q"]).stdout), "");
     assert_eq!(mounts_under(&e.dir), 0);
 }
+
+#[test]
+fn rmi_refuses_an_image_a_container_uses_and_force_keeps_its_layers() {
+    let e = Env::new("rmi-in-use");
+    assert!(e.berth(&["run", "--name", "user", "localhost/demo", "true"]).status.success());
+    let out = e.berth(&["rmi", "localhost/demo"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Forced: the name goes, the container's layers stay until it is removed.
+    assert!(e.berth(&["rmi", "-f", "localhost/demo"]).status.success());
+    let layers = std::fs::read_dir(e.dir.join("root/layers")).unwrap().filter_map(|d| d.ok()).filter(|d| !d.file_name().to_string_lossy().starts_with('.')).count();
+    assert_eq!(layers, 1, "the container's snapshot was collected");
+    assert!(e.berth(&["rm", "user"]).status.success());
+    assert!(e.berth(&["image", "prune"]).status.success());
+    let layers = std::fs::read_dir(e.dir.join("root/layers")).unwrap().filter_map(|d| d.ok()).filter(|d| !d.file_name().to_string_lossy().starts_with('.')).count();
+    assert_eq!(layers, 0, "an unused snapshot survived prune");
+}
