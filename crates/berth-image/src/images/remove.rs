@@ -85,9 +85,14 @@ pub fn collect_garbage(store: &Store, snapshots_dir: &Path, keep_snapshot: &dyn 
     {
         let _gc = FileLock::exclusive(&store.root().join(".berth-gc.lock"))?;
         let needed = needed_chain_ids(store)?;
+        // Unpacks of killed processes (a live unpack holds its directory's flock).
+        report.leftovers += crate::store::remove_abandoned(snapshots_dir, crate::unpack::UNPACK_TEMP_PREFIX);
         for entry in read_dir(snapshots_dir)? {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".unpack-") || name.starts_with(".remove-") {
+            if name.starts_with(crate::unpack::UNPACK_TEMP_PREFIX) {
+                continue;
+            }
+            if name.starts_with(".remove-") {
                 if is_stale(&entry) {
                     std::fs::remove_dir_all(entry.path()).io_context(|| format!("remove {}", entry.path().display()))?;
                     report.leftovers += 1;
@@ -114,7 +119,7 @@ pub fn prune(store: &Store, snapshots_dir: &Path, keep_snapshot: &dyn Fn(&Digest
 }
 
 /// Chain ids of every layer of every stored image (all present manifests of an index).
-fn needed_chain_ids(store: &Store) -> Result<HashSet<Digest>> {
+pub(crate) fn needed_chain_ids(store: &Store) -> Result<HashSet<Digest>> {
     let mut needed = HashSet::new();
     for entry in store.list()? {
         let mut descriptors = vec![entry.descriptor.clone()];

@@ -4,8 +4,10 @@
 //!
 //! Crash safety: blobs and snapshots become visible only complete and verified (temp + rename),
 //! and the name is tagged last, so a SIGKILL leaves temp files only (`.tmp-*` blobs,
-//! `.unpack-*` snapshots) that lookups ignore and `prune` removes. A [`Lease`](crate::store::Lease)
-//! holds off garbage collection for the whole pull. Concurrency: see [`transfer`].
+//! `.unpack-*` snapshots) that lookups ignore; their writers held flocks on them, so the next
+//! pull or `prune` sees the locks free and removes them. A failed pull removes the blobs and
+//! snapshots it added when no other pull is running. A [`Lease`](crate::store::Lease) holds
+//! off garbage collection for the whole pull. Concurrency: see [`transfer`].
 
 pub mod transfer;
 
@@ -107,9 +109,58 @@ pub fn pull(
     opts: &PullOptions,
     progress: &dyn PullProgress,
 ) -> Result<PulledImage> {
-    let started = std::time::Instant::now();
     let snapshots = Snapshots::open(snapshots_dir)?;
-    let _lease = store.lease()?;
+    let lease = store.lease()?;
+    // Leftovers of killed pulls and unpacks: their owners' flocks are free.
+    crate::store::remove_abandoned(&store.root().join("blobs").join("sha256"), crate::store::BLOB_TEMP_PREFIX);
+    crate::store::remove_abandoned(snapshots_dir, crate::unpack::UNPACK_TEMP_PREFIX);
+    let made = Mutex::new(Made::default());
+    let result = pull_leased(store, &snapshots, reference, platform, opts, progress, &made);
+    if result.is_err() {
+        drop(lease);
+        discard_unused(store, &snapshots, made.into_inner().unwrap_or_else(|p| p.into_inner()));
+    }
+    result
+}
+
+/// What a pull added to the store: blobs and snapshots that did not exist before it.
+#[derive(Default)]
+struct Made {
+    blobs: Vec<Digest>,
+    snapshots: Vec<Digest>,
+}
+
+/// After a failed pull, remove what it added and no stored image needs — only when no other
+/// pull, load or gc holds the store (the exclusive gc lock is free), since a concurrent pull
+/// may already count on those blobs. Otherwise they wait for `image prune`.
+fn discard_unused(store: &Store, snapshots: &Snapshots, made: Made) {
+    if made.blobs.is_empty() && made.snapshots.is_empty() {
+        return;
+    }
+    let Ok(Some(_gc)) = crate::store::FileLock::try_exclusive(&store.root().join(".berth-gc.lock")) else { return };
+    let (Ok(reachable), Ok(needed)) = (store.reachable(), crate::images::remove::needed_chain_ids(store)) else { return };
+    for blob in made.blobs.iter().filter(|d| !reachable.contains(*d)) {
+        if let Ok(path) = store.blob_path(blob) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    for chain in made.snapshots.iter().filter(|c| !needed.contains(*c)) {
+        let _ = snapshots.remove(chain);
+    }
+    tracing::debug!(blobs = made.blobs.len(), snapshots = made.snapshots.len(), "failed pull: removed what it added");
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pull_leased(
+    store: &Store,
+    snapshots: &Snapshots,
+    reference: &Reference,
+    platform: &Platform,
+    opts: &PullOptions,
+    progress: &dyn PullProgress,
+    made: &Mutex<Made>,
+) -> Result<PulledImage> {
+    let started = std::time::Instant::now();
     let (client, resolved) = resolve(reference, platform, opts)?;
     tracing::debug!(image = %reference, endpoint = client.registry(), elapsed = ?started.elapsed(), "resolved");
     let repository = reference.path();
@@ -121,6 +172,7 @@ pub fn pull(
     let mut downloaded = Vec::new();
     if ensure_blob(&client, repository, store, config_desc, None, None, progress)? == Transfer::Downloaded {
         downloaded.push(config_desc.digest().clone());
+        made.lock().unwrap_or_else(|p| p.into_inner()).blobs.push(config_desc.digest().clone());
     }
     let diff_ids = config_diff_ids(store, config_desc.digest())?;
     let layers = manifest.layers();
@@ -134,7 +186,7 @@ pub fn pull(
         check_layer_media_type(reference, layer)?;
     }
     let chain: Vec<Digest> = (1..=diff_ids.len()).filter_map(|n| chain_id(&diff_ids[..n])).collect();
-    downloaded.extend(fetch_layers(&client, repository, store, &snapshots, layers, &diff_ids, &chain, opts, progress)?);
+    downloaded.extend(fetch_layers(&client, repository, store, snapshots, layers, &diff_ids, &chain, opts, progress, made)?);
     tracing::debug!(image = %reference, elapsed = ?started.elapsed(), "layers stored and unpacked");
 
     let paths = chain.iter().map(|c| snapshots.path(c)).collect::<Result<Vec<_>>>()?;
@@ -251,6 +303,7 @@ fn fetch_layers(
     chain: &[Digest],
     opts: &PullOptions,
     progress: &dyn PullProgress,
+    made: &Mutex<Made>,
 ) -> Result<Vec<Digest>> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -279,7 +332,10 @@ fn fetch_layers(
                     match ensure_blob(client, repository, store, layer, Some(target), chain.get(i), progress) {
                         Ok(Transfer::Present) => progress.layer_skipped(layer.digest()),
                         Ok(outcome) => {
+                            let mut made = made.lock().unwrap_or_else(|p| p.into_inner());
+                            made.snapshots.extend(chain.get(i).cloned());
                             if outcome == Transfer::Downloaded {
+                                made.blobs.push(layer.digest().clone());
                                 downloaded.lock().unwrap_or_else(|p| p.into_inner()).push(layer.digest().clone());
                             }
                             progress.layer_done(layer.digest());

@@ -1,4 +1,6 @@
-//! Small file-system helpers: random names, atomic writes, directory fsync, flock.
+//! Small file-system helpers: random names, atomic writes, directory fsync, flock, and owned
+//! temp entries (a temp file or directory flock'ed by its writer for as long as it lives, so a
+//! temp entry whose lock is free belongs to a dead writer and can be removed at once).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -50,6 +52,75 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     res
 }
 
+/// Create a temp entry with `create` (at a fresh `dir/<prefix><random>`) and flock it; retried
+/// with a new name when a cleaner removed it between creation and locking. The returned file
+/// (the entry itself, or the directory opened read-only) holds the lock until dropped.
+pub fn create_owned<T>(
+    dir: &Path,
+    prefix: &str,
+    mut create: impl FnMut(&Path) -> io::Result<(T, File)>,
+) -> io::Result<(PathBuf, T, File)> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        let path = dir.join(format!("{prefix}{}", random_suffix()));
+        let (value, file) = create(&path)?;
+        flock_retrying(&file, libc::LOCK_EX)?;
+        // A cleaner that saw the entry before our lock removed it while holding the lock.
+        let ours = file.metadata()?;
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => return Ok((path, value, file)),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Remove the temp entries `dir/<prefix>*` whose writer is gone (their flock is free), while
+/// holding that lock; returns how many were removed. Entries of live writers are left alone.
+pub fn remove_abandoned(dir: &Path, prefix: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK).open(&path)
+        else {
+            continue;
+        };
+        // SAFETY: flock on an fd we own; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue;
+        }
+        let is_dir = file.metadata().map(|m| m.is_dir()).unwrap_or(false);
+        let result = if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        match result {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove an abandoned temp entry"),
+        }
+        drop(file);
+    }
+    if removed > 0 {
+        tracing::debug!(dir = %dir.display(), removed, "removed temp entries of dead writers");
+    }
+    removed
+}
+
+fn flock_retrying(file: &File, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on an fd we own; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// A held `flock` on a lock file; released when dropped (the fd closes).
 pub struct FileLock {
     _file: File,
@@ -65,6 +136,15 @@ impl FileLock {
     /// Block until a shared lock on `path` is held (the file is created if missing).
     pub fn shared(path: &Path) -> Result<Self> {
         Self::acquire(path, libc::LOCK_SH)
+    }
+
+    /// An exclusive lock on `path` if nobody holds it now, without waiting.
+    pub fn try_exclusive(path: &Path) -> Result<Option<Self>> {
+        match Self::acquire(path, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(crate::Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn acquire(path: &Path, op: libc::c_int) -> Result<Self> {

@@ -9,15 +9,11 @@
 //! exclusive side, so it never runs in that window.
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
 
 use super::{FileLock, Store};
 use crate::error::IoContext;
 use crate::store::digest::{parse_digest, Digest};
 use crate::Result;
-
-/// Temp files older than this are leftovers of a killed writer.
-const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 /// Holds off garbage collection while alive (a shared lock; `gc` takes the exclusive one).
 pub struct Lease {
@@ -67,11 +63,7 @@ impl Store {
             let entry = entry.io_context(|| format!("read {}", dir.display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let meta = entry.metadata().io_context(|| format!("stat {}", entry.path().display()))?;
-            if name.starts_with(".tmp-") {
-                let old = meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok());
-                if old.is_some_and(|age| age > STALE_TEMP_AGE) {
-                    let _ = std::fs::remove_file(entry.path());
-                }
+            if name.starts_with(super::BLOB_TEMP_PREFIX) {
                 continue;
             }
             let Ok(digest) = parse_digest(&format!("sha256:{name}")) else { continue };
@@ -82,6 +74,8 @@ impl Store {
             report.bytes += meta.len();
             report.removed.push(digest);
         }
+        // Temp files of killed writers: their flock is free (a live writer holds it).
+        super::fsutil::remove_abandoned(&dir, super::BLOB_TEMP_PREFIX);
         if !report.removed.is_empty() {
             super::fsutil::fsync_dir(&dir)?;
         }

@@ -20,7 +20,7 @@ use crate::error::IoContext;
 use crate::{Error, Result};
 use digest::{sha256_hex, Digest, HashingWriter};
 
-pub use fsutil::{fsync_dir, random_suffix, write_atomic, FileLock};
+pub use fsutil::{create_owned, fsync_dir, random_suffix, remove_abandoned, write_atomic, FileLock};
 pub use gc::{GcReport, Lease};
 pub use index::{ImageEntry, ANNOTATION_BERTH_NAME, ANNOTATION_REF_NAME};
 pub use oci_spec::image::{Descriptor, MediaType};
@@ -165,7 +165,10 @@ impl Store {
     }
 }
 
-/// A temp file next to its destination, removed on drop unless persisted.
+/// Prefix of blob temp files (flock'ed by their writer: see [`fsutil::remove_abandoned`]).
+pub const BLOB_TEMP_PREFIX: &str = ".tmp-";
+
+/// A temp file next to its destination, flock'ed while written, removed on drop unless persisted.
 struct TempFile {
     file: File,
     path: PathBuf,
@@ -174,14 +177,12 @@ struct TempFile {
 
 impl TempFile {
     fn create(dir: &Path) -> Result<Self> {
-        let path = dir.join(format!(".tmp-{}", random_suffix()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .io_context(|| format!("create {}", path.display()))?;
+        let open = |path: &Path| {
+            let file = OpenOptions::new().write(true).create_new(true).mode(0o644).custom_flags(libc::O_CLOEXEC).open(path)?;
+            Ok(((), file))
+        };
+        let (path, (), file) =
+            fsutil::create_owned(dir, BLOB_TEMP_PREFIX, open).io_context(|| format!("create a temp file in {}", dir.display()))?;
         Ok(Self { file, path, persisted: false })
     }
 

@@ -35,6 +35,9 @@ use crate::{Error, Result};
 pub use compression::Compression;
 pub use extract::OPAQUE_XATTR;
 
+/// Prefix of snapshots being unpacked (flock'ed by their unpacker: see [`crate::store::remove_abandoned`]).
+pub const UNPACK_TEMP_PREFIX: &str = ".unpack-";
+
 /// How strictly entry paths are confined to the snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PathPolicy {
@@ -140,9 +143,14 @@ impl Snapshots {
     /// Unpack the layer read from `reader` on top of the snapshot `parent` (a chain id).
     /// When the snapshot already exists (another unpack won), that one is returned.
     pub fn unpack<R: Read + Send>(&self, reader: R, parent: Option<&Digest>, opts: &UnpackOptions) -> Result<UnpackedLayer> {
-        let tmp = self.root.join(format!(".unpack-{}", random_suffix()));
-        std::fs::create_dir(&tmp).io_context(|| format!("create {}", tmp.display()))?;
-        let guard = RemoveOnDrop(Some(tmp.clone()));
+        // Locked while we live: a `.unpack-*` whose lock is free is a killed unpack's leftover.
+        let mkdir = |path: &Path| {
+            std::fs::create_dir(path)?;
+            Ok(((), std::fs::File::open(path)?))
+        };
+        let (tmp, (), lock) = crate::store::create_owned(&self.root, UNPACK_TEMP_PREFIX, mkdir)
+            .io_context(|| format!("create a temp snapshot in {}", self.root.display()))?;
+        let guard = RemoveOnDrop { path: Some(tmp.clone()), _lock: lock };
         let label = opts.expected_digest.as_ref().map_or_else(|| "(stream)".to_string(), |d| d.to_string());
         let digests = unpack_into(reader, &tmp, opts, &label)?;
         let chain = match parent {
@@ -152,7 +160,7 @@ impl Snapshots {
         let dest = self.path(&chain)?;
         match rename_noreplace(&tmp, &dest) {
             Ok(()) => {
-                std::mem::forget(guard);
+                guard.disarm();
                 crate::store::fsync_dir(&self.root)?;
             }
             // Someone else completed the same snapshot first: ours is dropped (and removed).
@@ -220,12 +228,22 @@ pub fn unpack_into<R: Read + Send>(reader: R, dir: &Path, opts: &UnpackOptions, 
     Ok(LayerDigests { digest, size, diff_id, compression })
 }
 
-/// Removes a directory tree on drop (a failed or superseded unpack).
-struct RemoveOnDrop(Option<PathBuf>);
+/// Removes a directory tree on drop (a failed or superseded unpack), then releases its lock.
+struct RemoveOnDrop {
+    path: Option<PathBuf>,
+    _lock: std::fs::File,
+}
+
+impl RemoveOnDrop {
+    /// Keep the tree (it was renamed into place); the lock is released.
+    fn disarm(mut self) {
+        self.path = None;
+    }
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
+        if let Some(p) = self.path.take() {
             // remove_dir_all never follows symlinks, so a hostile tree cannot redirect it.
             if let Err(e) = std::fs::remove_dir_all(&p) {
                 tracing::warn!(path = %p.display(), error = %e, "could not remove partial snapshot");
