@@ -57,6 +57,12 @@ impl Db {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // WAL + NORMAL: a crash can lose the last transaction, never corrupt the database.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Every berth command is a short-lived process, hence the last connection: without
+        // this, each would checkpoint (and fsync) the WAL when it closes. SQLite's
+        // auto-checkpoint still bounds the WAL.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version < MIGRATIONS.len() {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -135,7 +135,7 @@ impl Engine {
             &SpecInputs { id, rootfs: &d.rootfs(), image_config: &rootfs.image.config, etc_files: &etc },
             opts,
         )?;
-        let bytes = serde_json::to_vec_pretty(&spec).map_err(|e| Error::Invalid(format!("serialize the spec: {e}")))?;
+        let bytes = serde_json::to_vec(&spec).map_err(|e| Error::Invalid(format!("serialize the spec: {e}")))?;
         berth_runtime::state::write_atomic(&d.bundle().join("config.json"), &bytes)?;
         Ok(())
     }
