@@ -189,7 +189,7 @@ pub fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<()> {
     let rows: Vec<_> = rows.into_iter().filter(|r| a.all || r.state == "running").collect();
     if a.quiet {
         for r in rows {
-            println!("{}", &r.id[..12]);
+            println!("{}", r.id.get(..12).unwrap_or(&r.id));
         }
         return Ok(());
     }
@@ -199,7 +199,7 @@ pub fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<()> {
             ("exited", Some(c)) => format!("Exited ({c})"),
             (s, _) => s.to_string(),
         };
-        println!("{:<14}{:<40}{:<32}{:<20}{}", &r.id[..12], r.image, r.created, status, r.name);
+        println!("{:<14}{:<40}{:<32}{:<20}{}", r.id.get(..12).unwrap_or(&r.id), r.image, r.created, status, r.name);
     }
     Ok(())
 }
