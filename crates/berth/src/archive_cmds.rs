@@ -143,7 +143,7 @@ pub fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<()> {
 }
 
 /// Unpack each layer of a stored image into its snapshot (those that exist are kept).
-fn unpack_image(ctx: &Context, store: &Store, image: &LoadedImage) -> anyhow::Result<()> {
+pub(crate) fn unpack_image(ctx: &Context, store: &Store, image: &LoadedImage) -> anyhow::Result<()> {
     let snapshots = Snapshots::open(ctx.snapshots_dir())?;
     let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&image.config)?)
         .with_context(|| format!("config {} of image {}", image.config, describe(image)))?;

@@ -152,7 +152,7 @@ pub fn run(ctx: &Context, a: RunArgs) -> anyhow::Result<i32> {
         }
     }
     let engine = engine(ctx)?;
-    let image = ctx.reference(&a.image)?.to_string();
+    let image = crate::image_cmds::image_arg(ctx, &a.image)?;
     let id = engine.create(&image, a.name.as_deref(), &opts, a.rm)?;
     match engine.run_foreground(&id) {
         Ok(code) => Ok(code),

@@ -107,7 +107,7 @@ pub struct PruneArgs {
 }
 
 /// An image argument as `images::find` takes it: ids unchanged, names qualified.
-fn image_arg(ctx: &Context, text: &str) -> anyhow::Result<String> {
+pub(crate) fn image_arg(ctx: &Context, text: &str) -> anyhow::Result<String> {
     let hex = text.strip_prefix("sha256:").unwrap_or(text);
     if hex.len() >= 3 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
         return Ok(text.to_string());
@@ -116,7 +116,28 @@ fn image_arg(ctx: &Context, text: &str) -> anyhow::Result<String> {
 }
 
 /// `pull`: progress on stderr, the image id on stdout.
+/// Whether `text` names a non-registry transport (`oci:`, `oci-archive:`, `docker-archive:`).
+fn local_transport(text: &str) -> Option<anyhow::Result<berth_image::transport::Transport>> {
+    ["oci:", "oci-archive:", "docker-archive:"]
+        .iter()
+        .any(|p| text.starts_with(p))
+        .then(|| berth_image::transport::Transport::parse(text).map_err(anyhow::Error::from))
+}
+
 pub fn pull(ctx: &Context, args: PullArgs) -> anyhow::Result<()> {
+    // `pull oci:DIR[:tag]` and the archive transports copy into the store like `load`.
+    if let Some(transport) = local_transport(&args.image) {
+        let transport = transport?;
+        let store = ctx.store()?;
+        let loaded = berth_image::archive::load(&store, &transport, None)?;
+        for image in &loaded {
+            crate::archive_cmds::unpack_image(ctx, &store, image)?;
+            for name in &image.names {
+                eprintln!("Loaded image: {name}");
+            }
+        }
+        return Ok(());
+    }
     let conf = ctx.registries()?;
     let reference = conf.qualify(&args.image)?;
     let platform = match &args.platform {
@@ -154,6 +175,12 @@ impl PushProgress for PushLines {
 pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
     let conf = ctx.registries()?;
     let source = conf.qualify(&args.image)?;
+    // `push IMAGE oci:DIR[:tag]` and the archive transports write like `save`.
+    if let Some(transport) = args.destination.as_deref().and_then(local_transport) {
+        let store = ctx.store()?;
+        berth_image::archive::save(&store, &[source], &transport?)?;
+        return Ok(());
+    }
     let dest = match &args.destination {
         Some(d) => conf.qualify(d.strip_prefix("docker://").unwrap_or(d))?,
         None => source.clone(),

@@ -123,3 +123,25 @@ fn rmi_refuses_an_image_a_container_uses_and_force_keeps_its_layers() {
     let layers = std::fs::read_dir(e.dir.join("root/layers")).unwrap().filter_map(|d| d.ok()).filter(|d| !d.file_name().to_string_lossy().starts_with('.')).count();
     assert_eq!(layers, 0, "an unused snapshot survived prune");
 }
+
+#[test]
+fn pull_and_push_take_the_oci_and_archive_transports() {
+    let e = Env::new("transports");
+    let layout = e.dir.join("layout");
+    let out = e.berth(&["push", "localhost/demo", &format!("oci:{}:v1", layout.display())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(layout.join("index.json").is_file());
+    let archive = e.dir.join("demo.tar");
+    assert!(e.berth(&["push", "localhost/demo", &format!("docker-archive:{}", archive.display())]).status.success());
+    for (i, src) in [format!("oci:{}:v1", layout.display()), format!("docker-archive:{}", archive.display())].iter().enumerate() {
+        let root = e.dir.join(format!("other{i}"));
+        let berth = |args: &[&str]| Command::new(BIN).arg("--root").arg(&root).args(args).output().unwrap();
+        let out = berth(&["pull", src]);
+        assert!(out.status.success(), "{src}: {}", String::from_utf8_lossy(&out.stderr));
+        let images = String::from_utf8_lossy(&berth(&["images", "-q"]).stdout).into_owned();
+        assert_eq!(images.lines().count(), 1, "{src}: {images}");
+        let img = images.trim().to_string();
+        let out = berth(&["run", "--rm", &img, "echo", "from-transport"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "from-transport\n", "{src}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
