@@ -329,6 +329,8 @@ fn fetch_layers(
                         },
                     };
                     progress.layer_started(layer.digest(), layer.size());
+                    let blob_existed = store.has_blob(layer.digest());
+                    let snapshot_existed = chain.get(i).is_some_and(|c| snapshots.exists(c));
                     match ensure_blob(client, repository, store, layer, Some(target), chain.get(i), progress) {
                         Ok(Transfer::Present) => progress.layer_skipped(layer.digest()),
                         Ok(outcome) => {
@@ -341,6 +343,16 @@ fn fetch_layers(
                             progress.layer_done(layer.digest());
                         }
                         Err(err) => {
+                            // The blob and the snapshot are written side by side: one may be
+                            // complete when the other failed. Whatever this pull created goes.
+                            let mut made = made.lock().unwrap_or_else(|p| p.into_inner());
+                            if !blob_existed && store.has_blob(layer.digest()) {
+                                made.blobs.push(layer.digest().clone());
+                            }
+                            if !snapshot_existed {
+                                made.snapshots.extend(chain.get(i).filter(|c| snapshots.exists(c)).cloned());
+                            }
+                            drop(made);
                             failed.store(true, Ordering::Relaxed);
                             first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(err);
                         }
