@@ -64,8 +64,9 @@ fn rootfs_tar(path: &Path) {
 }
 
 fn mounts_under(dir: &Path) -> usize {
-    let d = dir.to_str().unwrap();
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(d)).count()
+    // With the trailing '/': "…-rm" must not match another test's "…-rmi-in-use".
+    let d = format!("{}/", dir.to_str().unwrap());
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(&d)).count()
 }
 
 #[test]
