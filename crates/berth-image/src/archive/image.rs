@@ -170,7 +170,16 @@ impl Drop for Staging<'_> {
         }
         // Only under gc's exclusive lock is no other writer between its put and its tag; if
         // another writer holds a lease now, the blobs are left for the next gc.
-        let Some(_gc) = try_exclusive(&self.store.root().join(".berth-gc.lock")) else {
+        // A lease can also be held for a moment by a child forked elsewhere in this process
+        // (until its exec closes the inherited fd): retry briefly before giving up.
+        let gc_lock = self.store.root().join(".berth-gc.lock");
+        let held = (0..20).find_map(|_| {
+            try_exclusive(&gc_lock).or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                None
+            })
+        });
+        let Some(_gc) = held else {
             tracing::debug!(blobs = self.created.len(), "failed load: store busy, blobs left for gc");
             return;
         };

@@ -137,7 +137,17 @@ fn discard_unused(store: &Store, snapshots: &Snapshots, made: Made) {
     if made.blobs.is_empty() && made.snapshots.is_empty() {
         return;
     }
-    let Ok(Some(_gc)) = crate::store::FileLock::try_exclusive(&store.root().join(".berth-gc.lock")) else { return };
+    // Retried briefly: a lease may be held for a moment by a child forked elsewhere in this
+    // process, until its exec closes the inherited fd.
+    let gc_lock = store.root().join(".berth-gc.lock");
+    let held = (0..20).find_map(|_| match crate::store::FileLock::try_exclusive(&gc_lock) {
+        Ok(Some(lock)) => Some(lock),
+        _ => {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            None
+        }
+    });
+    let Some(_gc) = held else { return };
     let (Ok(reachable), Ok(needed)) = (store.reachable(), crate::images::remove::needed_chain_ids(store)) else { return };
     for blob in made.blobs.iter().filter(|d| !reachable.contains(*d)) {
         if let Ok(path) = store.blob_path(blob) {
