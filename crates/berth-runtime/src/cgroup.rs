@@ -15,12 +15,39 @@ pub struct ContainerCgroup {
     manager: Box<dyn CgroupManager>,
     // Rootless mode: device rules are dropped, as runc does (writing them needs privileges).
     rootless: bool,
+    // Shared lock on the parents while this container's directories are being made.
+    parents_guard: Option<std::fs::File>,
+}
+
+/// Serializes the removal of the shared `/berth` parent cgroups with the creation of
+/// containers under them: creators hold it shared, the remover takes it exclusively or
+/// leaves the parents for later (otherwise a parent removed between a creator's two
+/// mkdirs comes back without its cpuset values, and joining it fails with ENOSPC).
+const PARENTS_LOCK: &str = "/run/berth-cgroup-parents.lock";
+
+fn parents_lock(exclusive_now: bool) -> Option<std::fs::File> {
+    // Only root creates the shared parents.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(PARENTS_LOCK).ok()?;
+    let op = if exclusive_now { libc::LOCK_EX | libc::LOCK_NB } else { libc::LOCK_SH };
+    loop {
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), op) } == 0 {
+            return Some(f);
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return None;
+        }
+    }
 }
 
 impl ContainerCgroup {
     /// The cgroup a new container will get (`linux.cgroupsPath`, or `/berth/<id>`).
     pub fn for_new(cgroups_path: Option<&Path>, id: &str) -> Result<Self> {
-        Ok(ContainerCgroup { manager: berth_cgroups::new_manager(cgroups_path, id)?, rootless: false })
+        Ok(ContainerCgroup { manager: berth_cgroups::new_manager(cgroups_path, id)?, rootless: false, parents_guard: None })
     }
 
     /// The cgroup of a new rootless container: used only if it is delegated to us (every
@@ -32,7 +59,7 @@ impl ContainerCgroup {
         let mut missing: Vec<&PathBuf> = paths.values().filter(|d| !crate::rootless::delegated(d)).collect();
         missing.sort();
         if missing.is_empty() && !paths.is_empty() {
-            return Ok(ContainerCgroup { manager, rootless: true });
+            return Ok(ContainerCgroup { manager, rootless: true, parents_guard: None });
         }
         let limits = resources.map(crate::rootless::requested_limits).unwrap_or_default();
         if !limits.is_empty() {
@@ -44,12 +71,12 @@ impl ContainerCgroup {
             )));
         }
         tracing::warn!("rootless: cgroups not delegated, resource limits ignored");
-        Ok(ContainerCgroup { manager: berth_cgroups::from_paths(HashMap::new()), rootless: true })
+        Ok(ContainerCgroup { manager: berth_cgroups::from_paths(HashMap::new()), rootless: true, parents_guard: None })
     }
 
     /// Reopen a container's cgroup from its recorded paths.
     pub fn from_paths(paths: HashMap<String, PathBuf>) -> Self {
-        ContainerCgroup { manager: berth_cgroups::from_paths(paths), rootless: false }
+        ContainerCgroup { manager: berth_cgroups::from_paths(paths), rootless: false, parents_guard: None }
     }
 
     /// An fd for clone3's CLONE_INTO_CGROUP: the container's cgroup2 directory (the whole
@@ -68,7 +95,10 @@ impl ContainerCgroup {
     }
 
     /// Create only what clone3's CLONE_INTO_CGROUP needs: the cgroup2 directory.
-    pub fn create_for_clone(&self) -> Result<()> {
+    pub fn create_for_clone(&mut self) -> Result<()> {
+        if self.parents_guard.is_none() {
+            self.parents_guard = parents_lock(false);
+        }
         if let Some(dir) = self.manager.paths().remove("") {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::Io { context: format!("create cgroup {}", dir.display()), source: e })?;
@@ -78,7 +108,13 @@ impl ContainerCgroup {
 
     /// Create the cgroup's directories without moving any process.
     pub fn create(&mut self) -> Result<()> {
-        Ok(self.manager.apply(0)?)
+        if self.parents_guard.is_none() {
+            self.parents_guard = parents_lock(false);
+        }
+        let r = self.manager.apply(0);
+        // The container's own directory now keeps its parents from being removed.
+        self.parents_guard = None;
+        Ok(r?)
     }
 
     /// The v1 `tasks` files through which a single-threaded process moves itself.
@@ -169,6 +205,8 @@ impl ContainerCgroup {
     /// Remove the cgroup, killing what remains, and the default `/berth` parent once empty.
     pub fn destroy(&self) -> Result<()> {
         self.manager.destroy()?;
+        // Only when no container is being created (they hold the lock shared).
+        let Some(_exclusive) = parents_lock(true) else { return Ok(()) };
         for p in self.manager.paths().values() {
             if let Some(parent) = p.parent().filter(|d| d.file_name().is_some_and(|n| n == "berth")) {
                 // Fails harmlessly while other containers live under it.
