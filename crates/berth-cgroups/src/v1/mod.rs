@@ -104,7 +104,10 @@ impl V1Manager {
 /// Creates a cpuset cgroup, copying cpus/mems from the parent into each new level:
 /// a v1 cpuset with empty cpus or mems refuses tasks.
 fn create_cpuset_dir(dir: &Path) -> Result<()> {
-    if dir.exists() {
+    // Done only when the values are there too: a directory another creator has just made may
+    // not have them yet, and a child copied from it would get none (joining fails: ENOSPC).
+    let filled = |file: &str| cgroupfs::read(dir, file).map(|v| !v.trim().is_empty()).unwrap_or(true);
+    if dir.exists() && filled("cpuset.cpus") && filled("cpuset.mems") {
         return Ok(());
     }
     let Some(parent) = dir.parent() else {
