@@ -1,6 +1,6 @@
 //! Container commands: `run`, `ps`, `rm` (the engine does the work; this parses and prints).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
 use berth_engine::{ContainerOptions, Engine, NetworkMode};
@@ -98,7 +98,8 @@ fn run_root() -> PathBuf {
 }
 
 fn engine(ctx: &Context) -> anyhow::Result<Engine> {
-    Ok(Engine::open(ctx.root(), &run_root())?)
+    let run_root = ctx.runroot().map(Path::to_path_buf).unwrap_or_else(run_root);
+    Ok(Engine::open(ctx.root(), &run_root)?)
 }
 
 /// Parse a size like 512m, 1g, 1024 (bytes).

@@ -14,13 +14,25 @@ use berth_image::store::Store;
 /// The root, opened lazily: a command that fails on its arguments touches nothing.
 pub struct Context {
     root: PathBuf,
+    runroot: Option<PathBuf>,
     registries_conf: Option<PathBuf>,
 }
 
 impl Context {
     /// From the global flags.
     pub fn new(root: Option<PathBuf>, registries_conf: Option<PathBuf>) -> Self {
-        Self { root: root.unwrap_or_else(default_root), registries_conf }
+        Self { root: root.unwrap_or_else(default_root), runroot: None, registries_conf }
+    }
+
+    /// `--runroot`: where runtime state lives (default from the user, see container_cmds).
+    pub fn with_runroot(mut self, runroot: Option<PathBuf>) -> Self {
+        self.runroot = runroot;
+        self
+    }
+
+    /// The `--runroot` given, if any.
+    pub fn runroot(&self) -> Option<&Path> {
+        self.runroot.as_deref()
     }
 
     /// The storage root.

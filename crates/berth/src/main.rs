@@ -26,6 +26,9 @@ struct Cli {
     /// Storage root (default /var/lib/berth; rootless: $XDG_DATA_HOME/berth).
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Runtime state (default /run/berth; rootless: $XDG_RUNTIME_DIR/berth).
+    #[arg(long, global = true, value_name = "DIR")]
+    runroot: Option<PathBuf>,
     /// Registries config file (default /etc/berth/registries.toml; rootless: $XDG_CONFIG_HOME/berth/registries.toml).
     #[arg(long = "registries-conf", global = true, value_name = "FILE")]
     registries_conf: Option<PathBuf>,
@@ -122,7 +125,7 @@ fn init_logging(level: &str) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = Context::new(cli.root, cli.registries_conf);
+    let ctx = Context::new(cli.root, cli.registries_conf).with_runroot(cli.runroot);
     match cli.command {
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => image_cmds::pull(&ctx, args),
         Command::Push(args) | Command::Image(ImageCommand::Push(args)) => image_cmds::push(&ctx, args),

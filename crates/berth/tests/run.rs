@@ -23,7 +23,7 @@ impl Env {
     }
 
     fn berth(&self, args: &[&str]) -> Output {
-        Command::new(BIN).arg("--root").arg(self.dir.join("root")).args(args).output().unwrap()
+        Command::new(BIN).arg("--root").arg(self.dir.join("root")).arg("--runroot").arg(self.dir.join("run")).args(args).output().unwrap()
     }
 }
 
@@ -136,7 +136,7 @@ fn pull_and_push_take_the_oci_and_archive_transports() {
     assert!(e.berth(&["push", "localhost/demo", &format!("docker-archive:{}", archive.display())]).status.success());
     for (i, src) in [format!("oci:{}:v1", layout.display()), format!("docker-archive:{}", archive.display())].iter().enumerate() {
         let root = e.dir.join(format!("other{i}"));
-        let berth = |args: &[&str]| Command::new(BIN).arg("--root").arg(&root).args(args).output().unwrap();
+        let berth = |args: &[&str]| Command::new(BIN).arg("--root").arg(&root).arg("--runroot").arg(root.join("run")).args(args).output().unwrap();
         let out = berth(&["pull", src]);
         assert!(out.status.success(), "{src}: {}", String::from_utf8_lossy(&out.stderr));
         let images = String::from_utf8_lossy(&berth(&["images", "-q"]).stdout).into_owned();
