@@ -80,9 +80,6 @@ pub fn exec(runtime: &Runtime, a: &ExecArgs) -> CliResult<ExitCode> {
         }
         None => process_from_flags(runtime.container_process(&a.id)?, a)?,
     };
-    if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty()) && !berth_runtime::lsm::apparmor_enabled() {
-        return Err("apparmor profile given but AppArmor is not enabled on this host".into());
-    }
     let opts = ExecOptions {
         process: Some(process),
         console_socket: a.console_socket.clone(),

@@ -519,10 +519,11 @@ fn owner_name() -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
-/// Until seccomp and LSM labels are implemented, a config that asks for them fails.
+/// What the config asks for that this host or berth cannot give: a clear error, not a silent pass.
 fn refuse_unimplemented(spec: &Spec) -> Result<()> {
     if let Some(linux) = spec.linux().as_ref() {
-        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) {
+        // Ignored without SELinux, as runc does; with it, mount labels are not implemented.
+        if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty()) && crate::lsm::selinux_enabled() {
             return Err(Error::Unsupported("linux.mountLabel (SELinux) is not implemented yet".into()));
         }
         if linux.intel_rdt().is_some() {
@@ -530,12 +531,7 @@ fn refuse_unimplemented(spec: &Spec) -> Result<()> {
         }
     }
     if let Some(p) = spec.process().as_ref() {
-        if p.apparmor_profile().as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(Error::Unsupported("process.apparmorProfile is not implemented yet".into()));
-        }
-        if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(Error::Unsupported("process.selinuxLabel is not implemented yet".into()));
-        }
+        crate::lsm::validate(p.apparmor_profile().as_deref(), p.selinux_label().as_deref())?;
     }
     Ok(())
 }

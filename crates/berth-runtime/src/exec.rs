@@ -64,6 +64,7 @@ impl Runtime {
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::InvalidConfig("exec: process.args must not be empty".into()));
         }
+        crate::lsm::validate(process.apparmor_profile().as_deref(), process.selinux_label().as_deref())?;
         let console = match (&opts.console_socket, process.terminal().unwrap_or(false)) {
             (Some(p), true) => Some(crate::console::connect_socket(p)?),
             (None, true) => return Err(Error::InvalidConfig("exec --tty needs --console-socket".into())),

@@ -179,6 +179,8 @@ pub(crate) fn prepare_process(
         load_seccomp(seccomp, sync)?;
     }
     crate::process::apply_with_personality(process, linux.and_then(|l| l.personality().as_ref()))?;
+    // The labels take effect at execve; written last, once nothing else needs doing.
+    crate::lsm::apply_exec_labels(process.apparmor_profile().as_deref(), process.selinux_label().as_deref())?;
     if nnp {
         load_seccomp(seccomp, sync)?;
     }
