@@ -91,7 +91,7 @@ pub fn features() -> Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::spec::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": MOUNT_OPTIONS,
+        "mountOptions": crate::rootfs::options::known_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
@@ -120,13 +120,3 @@ pub fn features() -> Value {
     })
 }
 
-/// Mount options understood in `mounts[].options` (runc's table).
-const MOUNT_OPTIONS: &[&str] = &[
-    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "mand",
-    "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime",
-    "nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared",
-    "rslave", "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync",
-    "tmpcopyup", "unbindable", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec",
-    "rexec", "rnodiratime", "rdiratime", "rrelatime", "rnorelatime", "rnoatime", "ratime",
-    "rstrictatime", "rnostrictatime",
-];

@@ -29,6 +29,15 @@ pub struct MountOptions {
 }
 
 /// (name, clears?, flag) of runc's mount flag table.
+/// Every option name the parser understands (what `features` reports as mountOptions).
+pub fn known_options() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = FLAGS.iter().map(|f| f.0).chain(PROPAGATION.iter().map(|p| p.0)).chain(REC_ATTRS.iter().map(|r| r.0)).collect();
+    names.push("tmpcopyup");
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 const FLAGS: &[(&str, bool, u64)] = &[
     ("acl", false, libc::MS_POSIXACL),
     ("async", true, libc::MS_SYNCHRONOUS),
