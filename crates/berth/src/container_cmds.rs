@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail};
-use berth_engine::{ContainerOptions, Engine, NetworkMode};
+use anyhow::bail;
+use berth_engine::Engine;
 use clap::Args;
 
 use crate::context::Context;
@@ -18,42 +18,9 @@ pub struct RunArgs {
     /// Container name.
     #[arg(long)]
     name: Option<String>,
-    /// Set an environment variable (KEY=VALUE).
-    #[arg(short, long = "env")]
-    env: Vec<String>,
-    /// Working directory inside the container.
-    #[arg(short, long)]
-    workdir: Option<String>,
-    /// User (name|uid[:group|gid]).
-    #[arg(short, long)]
-    user: Option<String>,
-    /// Override the image's entrypoint.
-    #[arg(long)]
-    entrypoint: Option<String>,
-    /// Container hostname.
-    #[arg(long)]
-    hostname: Option<String>,
-    /// Mount the root filesystem read-only.
-    #[arg(long = "read-only")]
-    read_only: bool,
-    /// none or host.
-    #[arg(long, default_value = "none")]
-    network: String,
-    /// Memory limit (e.g. 64m, 1g).
-    #[arg(short, long)]
-    memory: Option<String>,
-    /// Maximum number of processes.
-    #[arg(long = "pids-limit")]
-    pids_limit: Option<i64>,
-    /// CPUs (fractional).
-    #[arg(long)]
-    cpus: Option<f64>,
-    /// seccomp=unconfined, no-new-privileges.
-    #[arg(long = "security-opt")]
-    security_opt: Vec<String>,
-    /// All capabilities, all devices, no seccomp, no masked paths.
-    #[arg(long)]
-    privileged: bool,
+    /// Flags that shape the spec.
+    #[command(flatten)]
+    spec: crate::run_flags::SpecFlags,
     /// Allocate a terminal (not yet: containers run with the caller's stdio).
     #[arg(short, long)]
     tty: bool,
@@ -102,56 +69,13 @@ fn engine(ctx: &Context) -> anyhow::Result<Engine> {
     Ok(Engine::open(ctx.root(), &run_root)?)
 }
 
-/// Parse a size like 512m, 1g, 1024 (bytes).
-pub fn parse_size(s: &str) -> anyhow::Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    let (num, mult) = match t.trim_end_matches('b').chars().last() {
-        Some('k') => (&t[..t.trim_end_matches('b').len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.trim_end_matches('b').len() - 1], 1 << 20),
-        Some('g') => (&t[..t.trim_end_matches('b').len() - 1], 1 << 30),
-        _ => (t.trim_end_matches('b'), 1),
-    };
-    let n: f64 = num.parse().map_err(|_| anyhow!("invalid size {s:?}"))?;
-    if n <= 0.0 {
-        bail!("invalid size {s:?}: must be positive");
-    }
-    Ok((n * mult as f64) as i64)
-}
-
 /// `run`: create the container and run it in the foreground; returns its exit code.
 pub fn run(ctx: &Context, a: RunArgs) -> anyhow::Result<i32> {
     berth_engine::seal_binary()?;
     if a.tty {
         bail!("run --tty is not supported yet by the engine (use berth-runtime with a console socket)");
     }
-    let network = match a.network.as_str() {
-        "none" => NetworkMode::None,
-        "host" => NetworkMode::Host,
-        other => bail!("--network {other:?}: only none and host are supported yet"),
-    };
-    let mut opts = ContainerOptions {
-        command: a.command,
-        entrypoint: a.entrypoint,
-        env: a.env,
-        workdir: a.workdir,
-        user: a.user,
-        tty: false,
-        hostname: a.hostname,
-        read_only: a.read_only,
-        network,
-        memory: a.memory.as_deref().map(parse_size).transpose()?,
-        pids_limit: a.pids_limit,
-        cpus: a.cpus,
-        privileged: a.privileged,
-        ..Default::default()
-    };
-    for o in &a.security_opt {
-        match o.as_str() {
-            "seccomp=unconfined" => opts.seccomp_unconfined = true,
-            "no-new-privileges" | "no-new-privileges=true" => opts.no_new_privileges = true,
-            other => bail!("--security-opt {other:?} is not supported yet"),
-        }
-    }
+    let opts = a.spec.to_options(a.command, false)?;
     let engine = engine(ctx)?;
     let image = crate::image_cmds::image_arg(ctx, &a.image)?;
     let id = engine.create(&image, a.name.as_deref(), &opts, a.rm)?;
@@ -222,20 +146,4 @@ pub fn rm(ctx: &Context, a: RmArgs) -> anyhow::Result<()> {
         bail!("{failed} of {} containers could not be removed", a.containers.len());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse_like_docker() {
-        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
-        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
-        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
-        assert_eq!(parse_size("1024").unwrap(), 1024);
-        assert_eq!(parse_size("2MB").unwrap(), 2 << 20);
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("-1m").is_err());
-    }
 }

@@ -8,6 +8,7 @@ mod format;
 mod image_cmds;
 mod login_cmds;
 mod progress;
+mod run_flags;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
