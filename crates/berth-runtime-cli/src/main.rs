@@ -4,7 +4,6 @@ mod exec_cmd;
 mod logging;
 mod manage_cmds;
 
-mod tty;
 use berth_runtime::signals;
 
 use std::io::Write;
@@ -255,7 +254,7 @@ fn run_container(
             // Sent before create returned, or never (then every other end is closed: EOF).
             let master = berth_runtime::console::recv_master(&ours).ok();
             if let Some(m) = &master {
-                tty::copy_window_size(0, std::os::fd::AsFd::as_fd(m));
+                berth_runtime::tty_relay::copy_window_size(0, std::os::fd::AsFd::as_fd(m));
             }
             master
         }
@@ -272,7 +271,7 @@ fn run_container(
     };
     tracing::debug!("started");
     let status = match master {
-        Some(m) => tty::relay_until_exit(m, &forwarder, pid)?,
+        Some(m) => berth_runtime::tty_relay::relay_until_exit(m, &forwarder, pid)?,
         None => forwarder.forward_until_exit(pid)?,
     };
     tracing::debug!("exited");

@@ -31,6 +31,7 @@ mod sync;
 pub mod signals;
 pub mod sysctl;
 pub mod time;
+pub mod tty_relay;
 
 pub use container::{CreateOptions, Runtime};
 pub use error::{Error, Result};

@@ -1,10 +1,10 @@
-//! Foreground `run` of a container with `process.terminal`: runc's behaviour without a
+//! Foreground runs of a container with `process.terminal`: runc's behaviour without a
 //! console socket — the runtime receives the pty master itself and relays it to its own
 //! stdio (raw mode and window size when stdin is a terminal), forwarding signals.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use berth_runtime::signals::{reap, Forwarder};
+use crate::signals::{reap, Forwarder};
 
 /// Puts a terminal in raw mode and restores it on drop.
 struct RawMode {
