@@ -21,10 +21,23 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE containers (
     );",
     // The image id and snapshot chain a container uses, so that rmi and prune spare them.
     "ALTER TABLE containers ADD COLUMN image_id TEXT NOT NULL DEFAULT '';
-     ALTER TABLE containers ADD COLUMN chain TEXT NOT NULL DEFAULT '';"];
+     ALTER TABLE containers ADD COLUMN chain TEXT NOT NULL DEFAULT '';",
+    // The container's life: its settings (JSON), init and monitor, times, restarts.
+    "ALTER TABLE containers ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+     ALTER TABLE containers ADD COLUMN pid INTEGER;
+     ALTER TABLE containers ADD COLUMN monitor_pid INTEGER;
+     ALTER TABLE containers ADD COLUMN monitor_start INTEGER;
+     ALTER TABLE containers ADD COLUMN started TEXT;
+     ALTER TABLE containers ADD COLUMN finished TEXT;
+     ALTER TABLE containers ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE containers ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;"];
+
+/// The columns of a [`ContainerRow`], in the order `row` reads them.
+const COLUMNS: &str = "id, name, image, created, state, exit_code, auto_remove, image_id, chain, settings, pid, \
+    monitor_pid, monitor_start, started, finished, restart_count, stop_requested";
 
 /// A container as the engine records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ContainerRow {
     /// 64 hex characters.
     pub id: String,
@@ -44,6 +57,22 @@ pub struct ContainerRow {
     pub image_id: String,
     /// The snapshot chain ids (bottom first), space-separated.
     pub chain: String,
+    /// The container's settings (`ContainerSettings` as JSON).
+    pub settings: String,
+    /// The init's pid while it runs.
+    pub pid: Option<i32>,
+    /// The monitor's pid while it lives.
+    pub monitor_pid: Option<i32>,
+    /// The monitor's start time (clock ticks since boot), against pid reuse.
+    pub monitor_start: Option<i64>,
+    /// RFC 3339 time of the last start.
+    pub started: Option<String>,
+    /// RFC 3339 time of the last exit.
+    pub finished: Option<String>,
+    /// How many times the restart policy restarted it.
+    pub restart_count: i64,
+    /// A user asked it to stop: the restart policy must not bring it back.
+    pub stop_requested: bool,
 }
 
 /// The state database.
@@ -80,8 +109,11 @@ impl Db {
     /// Record a new container; fails if the name is taken.
     pub fn insert(&self, c: &ContainerRow) -> Result<()> {
         let r = self.conn.execute(
-            "INSERT INTO containers (id, name, image, created, state, exit_code, auto_remove, image_id, chain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![c.id, c.name, c.image, c.created, c.state, c.exit_code, c.auto_remove, c.image_id, c.chain],
+            &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            params![
+                c.id, c.name, c.image, c.created, c.state, c.exit_code, c.auto_remove, c.image_id, c.chain, c.settings, c.pid,
+                c.monitor_pid, c.monitor_start, c.started, c.finished, c.restart_count, c.stop_requested
+            ],
         );
         match r {
             Ok(_) => Ok(()),
@@ -92,18 +124,64 @@ impl Db {
         }
     }
 
-    /// Set a container's state (and exit code).
-    pub fn set_state(&self, id: &str, state: &str, exit_code: Option<i32>) -> Result<()> {
-        self.conn.execute("UPDATE containers SET state = ?2, exit_code = ?3 WHERE id = ?1", params![id, state, exit_code])?;
+    /// Set a container's state (paused, running after unpause).
+    pub fn set_state(&self, id: &str, state: &str) -> Result<()> {
+        self.conn.execute("UPDATE containers SET state = ?2 WHERE id = ?1", params![id, state])?;
         Ok(())
+    }
+
+    /// The container runs: its init, its monitor, the start time.
+    pub fn set_running(&self, id: &str, pid: i32, monitor: Option<(i32, i64)>, started: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE containers SET state = 'running', pid = ?2, monitor_pid = ?3, monitor_start = ?4, started = ?5, exit_code = NULL WHERE id = ?1",
+            params![id, pid, monitor.map(|m| m.0), monitor.map(|m| m.1), started],
+        )?;
+        Ok(())
+    }
+
+    /// The container's init exited (with an unknown status when its monitor was lost).
+    pub fn set_exited(&self, id: &str, exit_code: Option<i32>, finished: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE containers SET state = 'exited', pid = NULL, exit_code = ?2, finished = ?3 WHERE id = ?1",
+            params![id, exit_code, finished],
+        )?;
+        Ok(())
+    }
+
+    /// The monitor is gone (exited, or lost and reconciled).
+    pub fn clear_monitor(&self, id: &str) -> Result<()> {
+        self.conn.execute("UPDATE containers SET monitor_pid = NULL, monitor_start = NULL WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    /// Record (or clear) a user's request to stop, which the restart policy obeys.
+    pub fn set_stop_requested(&self, id: &str, requested: bool) -> Result<()> {
+        self.conn.execute("UPDATE containers SET stop_requested = ?2 WHERE id = ?1", params![id, requested])?;
+        Ok(())
+    }
+
+    /// One more restart by the policy.
+    pub fn count_restart(&self, id: &str) -> Result<()> {
+        self.conn.execute("UPDATE containers SET restart_count = restart_count + 1, state = 'restarting' WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    /// Rename a container; fails if the new name is taken.
+    pub fn rename(&self, id: &str, name: &str) -> Result<()> {
+        match self.conn.execute("UPDATE containers SET name = ?2 WHERE id = ?1", params![id, name]) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(crate::Error::NameInUse(name.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Find a container by id, id prefix (unique) or name.
     pub fn find(&self, key: &str) -> Result<Option<ContainerRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, name, image, created, state, exit_code, auto_remove, image_id, chain FROM containers
-             WHERE name = ?1 OR id = ?1 OR id LIKE ?1 || '%' LIMIT 2",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM containers WHERE name = ?1 OR id = ?1 OR id LIKE ?1 || '%' LIMIT 2"
+        ))?;
         let rows: Vec<ContainerRow> = stmt.query_map(params![key], row)?.collect::<rusqlite::Result<_>>()?;
         Ok(match rows.len() {
             1 => rows.into_iter().next(),
@@ -113,8 +191,7 @@ impl Db {
 
     /// Every container, oldest first.
     pub fn list(&self) -> Result<Vec<ContainerRow>> {
-        let mut stmt =
-            self.conn.prepare("SELECT id, name, image, created, state, exit_code, auto_remove, image_id, chain FROM containers ORDER BY created")?;
+        let mut stmt = self.conn.prepare(&format!("SELECT {COLUMNS} FROM containers ORDER BY created"))?;
         let rows = stmt.query_map([], row)?.collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -145,6 +222,14 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<ContainerRow> {
         auto_remove: r.get(6)?,
         image_id: r.get(7)?,
         chain: r.get(8)?,
+        settings: r.get(9)?,
+        pid: r.get(10)?,
+        monitor_pid: r.get(11)?,
+        monitor_start: r.get(12)?,
+        started: r.get(13)?,
+        finished: r.get(14)?,
+        restart_count: r.get(15)?,
+        stop_requested: r.get(16)?,
     })
 }
 
@@ -163,6 +248,7 @@ mod tests {
             auto_remove: false,
             image_id: "sha256:1".into(),
             chain: String::new(),
+            ..Default::default()
         }
     }
 
@@ -175,7 +261,7 @@ mod tests {
         assert_eq!(db.find("web").unwrap().unwrap().id, "abc123");
         assert_eq!(db.find("abc").unwrap().unwrap().name, "web");
         assert!(db.find("zzz").unwrap().is_none());
-        db.set_state("abc123", "exited", Some(3)).unwrap();
+        db.set_exited("abc123", Some(3), "2026-11-28T00:00:01Z").unwrap();
         assert_eq!(db.find("web").unwrap().unwrap().exit_code, Some(3));
         // Reopening migrates nothing twice.
         drop(db);

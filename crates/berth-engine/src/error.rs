@@ -18,6 +18,12 @@ pub enum Error {
     /// No such container.
     #[error("no such container: {0}")]
     NoSuchContainer(String),
+    /// The container's process could not be started (the runtime's message).
+    #[error("{0}")]
+    StartFailed(String),
+    /// The container is not in a state the operation accepts.
+    #[error("{0}")]
+    WrongState(String),
     /// A name already in use.
     #[error("the container name {0:?} is already in use")]
     NameInUse(String),

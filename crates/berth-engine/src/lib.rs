@@ -4,11 +4,17 @@
 //! filesystems (overlays of the image snapshots), the runtime spec generated from the image
 //! and the user's flags, and drives the runtime in-process. See `docs/ARCHITECTURE.md`.
 
+pub mod backend;
 pub mod db;
 pub mod error;
+pub mod exec;
 pub mod image_rootfs;
+pub mod lifecycle;
+pub mod logs;
+pub mod monitor;
 pub mod overlay;
 pub mod run;
+pub mod settings;
 pub mod specgen;
 pub mod user;
 
@@ -20,5 +26,14 @@ pub use error::{Error, Result};
 pub fn seal_binary() -> Result<()> {
     Ok(berth_runtime::exe_seal::ensure_sealed()?)
 }
+/// A signal by name (with or without SIG) or number, as runc and docker accept them.
+pub fn signal_number(s: &str) -> Result<i32> {
+    berth_runtime::signals::parse(s).map_err(Error::Invalid)
+}
+/// Seconds and nanoseconds since the epoch as RFC 3339 UTC, as the logs record time.
+pub fn format_time(secs: i64, nanos: u32) -> String {
+    berth_runtime::time::format_rfc3339(secs, nanos)
+}
 pub use run::Engine;
+pub use settings::{ContainerSettings, LogDriver, RestartPolicy};
 pub use specgen::{ContainerOptions, NetworkMode};

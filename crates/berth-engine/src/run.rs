@@ -1,42 +1,46 @@
-//! The container lifecycle of the engine: create (record, root filesystem, bundle), run in
-//! the foreground through the in-process runtime, remove.
+//! The engine's containers: create (record, root filesystem, bundle), run in the foreground
+//! or detached under a monitor, remove. Stop, kill, wait and the rest are in `lifecycle.rs`.
 
 use std::path::{Path, PathBuf};
 
 use berth_image::store::Store;
 use berth_image::unpack::Snapshots;
-use berth_runtime::{CreateOptions, Runtime};
-
+use crate::backend::Backend;
 use crate::db::{ContainerRow, Db};
+use crate::settings::ContainerSettings;
 use crate::error::{Error, IoContext, Result};
 use crate::specgen::{self, ContainerOptions, SpecInputs};
 use crate::{image_rootfs, overlay};
 
 /// The engine's state on disk (see docs/ARCHITECTURE.md, "State on disk").
 pub struct Engine {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) run_root: PathBuf,
     store: Store,
     snapshots: Snapshots,
-    db: Db,
-    runtime: Runtime,
+    pub(crate) db: Db,
 }
 
 /// Where a container's files live under `<root>/containers/<id>/`.
-struct ContainerDirs {
-    base: PathBuf,
+pub(crate) struct ContainerDirs {
+    pub(crate) base: PathBuf,
 }
 
 impl ContainerDirs {
+    /// The container's log (json-file or k8s-file).
+    pub(crate) fn log(&self) -> PathBuf {
+        self.base.join("ctr.log")
+    }
     fn upper(&self) -> PathBuf {
         self.base.join("upper")
     }
     fn work(&self) -> PathBuf {
         self.base.join("work")
     }
-    fn bundle(&self) -> PathBuf {
+    pub(crate) fn bundle(&self) -> PathBuf {
         self.base.join("bundle")
     }
-    fn rootfs(&self) -> PathBuf {
+    pub(crate) fn rootfs(&self) -> PathBuf {
         self.base.join("bundle/rootfs")
     }
 }
@@ -56,10 +60,10 @@ impl Engine {
         std::fs::create_dir_all(root.join("containers")).io_context(|| format!("create {}", root.display()))?;
         Ok(Engine {
             root: root.to_path_buf(),
+            run_root: run_root.to_path_buf(),
             store: Store::open(root)?,
             snapshots: Snapshots::open(root.join("layers"))?,
             db: Db::open(&root.join("berth.db"))?,
-            runtime: Runtime::new(run_root.join("runtime")),
         })
     }
 
@@ -68,9 +72,9 @@ impl Engine {
         &self.store
     }
 
-    /// The container records.
+    /// The container records, reconciled with what really runs.
     pub fn containers(&self) -> Result<Vec<ContainerRow>> {
-        self.db.list()
+        self.db.list()?.into_iter().map(|r| self.reconcile(r)).collect()
     }
 
     /// Image ids (config digests) that containers use: `rmi` refuses them without force.
@@ -83,21 +87,44 @@ impl Engine {
         Ok(self.db.list()?.iter().flat_map(|c| c.chain.split(' ').map(String::from).collect::<Vec<_>>()).filter(|c| !c.is_empty()).collect())
     }
 
-    fn dirs(&self, id: &str) -> ContainerDirs {
+    pub(crate) fn dirs(&self, id: &str) -> ContainerDirs {
         ContainerDirs { base: self.root.join("containers").join(id) }
     }
 
+    /// The container's runtime-side directory (sockets): `<run root>/containers/<id>/`.
+    pub(crate) fn run_dir(&self, id: &str) -> PathBuf {
+        self.run_root.join("containers").join(id)
+    }
+
     /// Create a container from `image`: record, root filesystem, bundle. Returns its id.
-    pub fn create(&self, image: &str, name: Option<&str>, opts: &ContainerOptions, auto_remove: bool) -> Result<String> {
+    /// A `stop_signal` of 0 in `settings` takes the image's StopSignal (else SIGTERM).
+    pub fn create(
+        &self,
+        image: &str,
+        name: Option<&str>,
+        opts: &ContainerOptions,
+        settings: &ContainerSettings,
+        auto_remove: bool,
+    ) -> Result<String> {
         let rootfs = image_rootfs::prepare(&self.store, &self.snapshots, image)?;
         let id = new_id()?;
+        let mut settings = settings.clone();
+        settings.tty = opts.tty;
+        if settings.stop_signal == 0 {
+            let image_signal = rootfs.image.config.get("config").and_then(|c| c.get("StopSignal")).and_then(|s| s.as_str());
+            settings.stop_signal = match image_signal {
+                Some(s) => berth_runtime::signals::parse(s).map_err(|e| Error::Invalid(format!("the image's StopSignal: {e}")))?,
+                None => libc::SIGTERM,
+            };
+        }
+        if settings.command.is_empty() {
+            settings.command = specgen::process_args(&rootfs.image.config, opts).unwrap_or_default();
+        }
         let name = match name {
             Some(n) => n.to_string(),
             None => format!("berth_{}", &id[..12]),
         };
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || name.is_empty() {
-            return Err(Error::Invalid(format!("invalid container name {name:?}: only [a-zA-Z0-9_.-] are allowed")));
-        }
+        check_name(&name)?;
         self.db.insert(&ContainerRow {
             id: id.clone(),
             name,
@@ -108,12 +135,13 @@ impl Engine {
             auto_remove,
             image_id: rootfs.image.id.to_string(),
             chain: rootfs.image.chain.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" "),
+            settings: settings.to_json(),
+            ..Default::default()
         })?;
         match self.build_bundle(&id, &rootfs, opts) {
             Ok(()) => Ok(id),
             Err(e) => {
-                let _ = self.remove_files(&id);
-                let _ = self.db.remove(&id);
+                let _ = self.remove_unlocked(&id);
                 Err(e)
             }
         }
@@ -140,47 +168,83 @@ impl Engine {
         Ok(())
     }
 
-    /// Run a created container in the foreground: stdio inherited, signals forwarded.
-    /// Returns its exit code (128+N when killed by signal N). Removes it if created with --rm.
+    /// Run a created container in the foreground: output relayed (and logged), signals
+    /// forwarded. Returns its exit status (128+N when killed by signal N). Removes it if
+    /// created with --rm.
+    ///
+    /// The caller must be single-threaded (the runtime forks from it).
     pub fn run_foreground(&self, id: &str) -> Result<i32> {
         let row = self.db.find(id)?.ok_or_else(|| Error::NoSuchContainer(id.to_string()))?;
-        let result = self.run_row(&row);
-        if result.is_err() && row.auto_remove {
-            let _ = self.remove(&row.id, true);
+        let settings = ContainerSettings::from_json(&row.settings)?;
+        if row.auto_remove && !settings.tty && settings.runtime.is_none() {
+            // Nothing will read a --rm container's log: its output goes straight to ours.
+            let result = self.run_direct(&row, &settings);
+            if result.is_err() {
+                let _ = self.remove_unlocked(&row.id);
+            }
+            return result;
         }
-        result
+        self.monitor(&row.id, crate::monitor::Mode::Foreground)
     }
 
-    fn run_row(&self, row: &ContainerRow) -> Result<i32> {
-        let opts = CreateOptions { bundle: self.dirs(&row.id).bundle(), ..Default::default() };
-        let pid = self.runtime.create(&row.id, &opts)?;
+    fn run_direct(&self, row: &ContainerRow, settings: &ContainerSettings) -> Result<i32> {
+        let backend = Backend::new(None, &self.run_root);
+        let d = self.dirs(&row.id);
+        let log = self.run_dir(&row.id).join("runtime.log");
+        let null = if settings.interactive {
+            None
+        } else {
+            Some(std::fs::File::open("/dev/null").io_context(|| "open /dev/null".into())?.into())
+        };
+        let pid = crate::monitor::with_stdio(&[null, None, None], || backend.create(&row.id, &d.bundle(), None, &log))??;
         let fwd = berth_runtime::signals::Forwarder::block().map_err(Error::Invalid)?;
-        self.db.set_state(&row.id, "running", None)?;
-        if let Err(e) = self.runtime.start(&row.id) {
-            let _ = self.runtime.delete(&row.id, true);
-            return Err(e.into());
+        self.db.set_running(&row.id, pid, Some(crate::monitor::self_identity()), &berth_runtime::time::now_rfc3339())?;
+        if let Err(e) = backend.start(&row.id) {
+            let _ = backend.delete(&row.id, true);
+            return Err(e);
         }
         let status = fwd.forward_until_exit(pid).map_err(Error::Invalid)?;
-        self.runtime.delete(&row.id, true)?;
-        self.db.set_state(&row.id, "exited", Some(status))?;
-        if row.auto_remove {
-            self.remove(&row.id, true)?;
-        }
+        backend.delete(&row.id, true)?;
+        self.remove_unlocked(&row.id)?;
         Ok(status)
     }
 
-    /// Remove a container: its runtime state, root filesystem and record.
+    /// Start a created container detached, under its own monitor. The caller must be
+    /// single-threaded.
+    pub fn run_detached(&self, id: &str) -> Result<()> {
+        self.spawn_monitor(id)
+    }
+
+    /// Remove a container: its runtime state, root filesystem and record. A running one only
+    /// with `force` (killed first).
     pub fn remove(&self, key: &str, force: bool) -> Result<()> {
-        let row = self.db.find(key)?.ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        match self.runtime.state(&row.id) {
-            Ok(st) if st.status == berth_runtime::state::Status::Running && !force => {
-                return Err(Error::Invalid(format!("container {} is running: stop it first or use --force", row.name)));
+        let row = self.find(key)?;
+        let _lock = crate::lifecycle::ContainerLock::take(self, &row.id)?;
+        if matches!(row.state.as_str(), "running" | "paused" | "restarting") {
+            if !force {
+                return Err(Error::WrongState(format!(
+                    "container {} is {}: stop it first or use --force",
+                    row.name, row.state
+                )));
             }
-            Ok(_) => self.runtime.delete(&row.id, true)?,
-            Err(_) => {}
+            self.db.set_stop_requested(&row.id, true)?;
+            self.kill_and_wait(&row)?;
         }
-        self.remove_files(&row.id)?;
-        self.db.remove(&row.id)?;
+        // The monitor of a --rm container removed it already.
+        if self.db.find(&row.id)?.is_none() {
+            return Ok(());
+        }
+        self.remove_unlocked(&row.id)
+    }
+
+    /// Remove without the container lock (the monitor, the foreground run).
+    pub(crate) fn remove_unlocked(&self, id: &str) -> Result<()> {
+        let row = self.db.find(id)?;
+        let runtime = row.as_ref().and_then(|r| ContainerSettings::from_json(&r.settings).ok()).and_then(|s| s.runtime);
+        Backend::new(runtime.as_deref(), &self.run_root).delete(id, true)?;
+        self.remove_files(id)?;
+        let _ = std::fs::remove_dir_all(self.run_dir(id));
+        self.db.remove(id)?;
         Ok(())
     }
 
@@ -193,6 +257,16 @@ impl Engine {
             Err(e) => Err(e).io_context(|| format!("remove {}", d.base.display())),
         }
     }
+}
+
+/// Container names as docker allows them.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        return Err(Error::Invalid(format!("invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+    }
+    Ok(())
 }
 
 fn write_file(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {

@@ -154,6 +154,27 @@ pub fn pull(ctx: &Context, args: PullArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pull `image` (already qualified) for `run --pull`: progress on stderr, nothing on stdout.
+pub(crate) fn pull_for_run(ctx: &Context, image: &str, platform: Option<&str>) -> anyhow::Result<()> {
+    let conf = ctx.registries()?;
+    let reference = conf.qualify(image)?;
+    let platform = match platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let store = ctx.store()?;
+    let display = PullDisplay::choose(false);
+    display.line(&format!("Trying to pull {reference}..."));
+    let opts = PullOptions { registries: conf.registry_config(), workers: 4, ..Default::default() };
+    pull::pull(&store, &ctx.snapshots_dir(), &reference, &platform, &opts, &display)?;
+    Ok(())
+}
+
+/// Whether the store holds `image`.
+pub(crate) fn image_present(ctx: &Context, image: &str) -> anyhow::Result<bool> {
+    Ok(!images::find(&ctx.store()?, image)?.is_empty())
+}
+
 struct PushLines {
     quiet: bool,
 }

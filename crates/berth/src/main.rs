@@ -2,11 +2,14 @@
 //! output and maps failures to docker's exit codes (125: the engine failed).
 
 mod archive_cmds;
+mod attach;
 mod container_cmds;
 mod context;
 mod format;
 mod image_cmds;
+mod inspect_cmds;
 mod login_cmds;
+mod logs_cmd;
 mod progress;
 mod run_flags;
 
@@ -70,12 +73,46 @@ enum Command {
     Import(archive_cmds::ImportArgs),
     /// Show the version.
     Version,
-    /// Run a command in a new container (in the foreground).
+    /// Run a command in a new container.
     Run(container_cmds::RunArgs),
+    /// Create a container without starting it.
+    Create(container_cmds::RunArgs),
+    /// Start containers.
+    Start(container_cmds::StartArgs),
+    /// Stop containers: their stop signal, then SIGKILL after the timeout.
+    Stop(container_cmds::StopArgs),
+    /// Restart containers.
+    Restart(container_cmds::StopArgs),
+    /// Send a signal to containers.
+    Kill(container_cmds::KillArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(container_cmds::ContainersArgs),
+    /// Freeze containers.
+    Pause(container_cmds::ContainersArgs),
+    /// Thaw containers.
+    Unpause(container_cmds::ContainersArgs),
+    /// Rename a container.
+    Rename(container_cmds::RenameArgs),
     /// List containers.
     Ps(container_cmds::PsArgs),
     /// Remove containers.
     Rm(container_cmds::RmArgs),
+    /// Show a container's output.
+    Logs(logs_cmd::LogsArgs),
+    /// Run a command in a running container.
+    Exec(inspect_cmds::ExecArgs),
+    /// Show containers' details as JSON.
+    Inspect(inspect_cmds::InspectArgs),
+    /// Show a container's processes.
+    Top(inspect_cmds::TopArgs),
+    /// Show containers' resource usage.
+    Stats(inspect_cmds::StatsArgs),
+    /// The detached monitor of a container (started by run -d and start).
+    #[command(name = "__monitor", hide = true)]
+    Monitor {
+        /// The container id.
+        id: String,
+    },
 }
 
 /// `berth image …`
@@ -141,11 +178,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Save(args) => archive_cmds::save(&ctx, args),
         Command::Load(args) => archive_cmds::load(&ctx, args),
         Command::Import(args) => archive_cmds::import(&ctx, args),
-        Command::Run(args) => {
-            let code = container_cmds::run(&ctx, args)?;
-            // The container's status is the command's, as with docker and podman.
-            std::process::exit(code);
+        // The container's status is the command's, as with docker and podman.
+        Command::Run(args) => std::process::exit(container_cmds::run(&ctx, args)?),
+        Command::Start(args) => std::process::exit(container_cmds::start(&ctx, args)?),
+        Command::Exec(args) => std::process::exit(inspect_cmds::exec(&ctx, args)?),
+        Command::Create(args) => container_cmds::create(&ctx, args),
+        Command::Stop(args) => container_cmds::stop(&ctx, args),
+        Command::Restart(args) => container_cmds::restart(&ctx, args),
+        Command::Kill(args) => container_cmds::kill(&ctx, args),
+        Command::Wait(args) => container_cmds::wait(&ctx, args),
+        Command::Pause(args) => container_cmds::pause(&ctx, args),
+        Command::Unpause(args) => container_cmds::unpause(&ctx, args),
+        Command::Rename(args) => container_cmds::rename(&ctx, args),
+        Command::Logs(args) => logs_cmd::logs(&ctx, args),
+        Command::Monitor { id } => {
+            berth_engine::seal_binary()?;
+            std::process::exit(container_cmds::engine(&ctx)?.monitor_main(&id))
         }
+        Command::Inspect(args) => inspect_cmds::inspect(&ctx, args),
+        Command::Top(args) => inspect_cmds::top(&ctx, args),
+        Command::Stats(args) => inspect_cmds::stats(&ctx, args),
         Command::Ps(args) => container_cmds::ps(&ctx, args),
         Command::Rm(args) => container_cmds::rm(&ctx, args),
         Command::Version => {

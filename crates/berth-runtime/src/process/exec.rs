@@ -93,6 +93,24 @@ fn cstrings(what: &str, items: &[String]) -> Result<Vec<CString>> {
         .collect()
 }
 
+/// The container's process starts with no blocked and no ignored signal, whatever its
+/// creator had (an engine blocks signals to forward them; Rust ignores SIGPIPE), as crun does.
+fn reset_signals() {
+    // SAFETY: sigprocmask with an empty set; signal() resets a disposition to default for
+    // valid signal numbers (invalid ones, SIGKILL and SIGSTOP simply fail).
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        for sig in 1..libc::SIGRTMAX() {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
 /// execve(path, args, env); it only returns on failure, with the error.
 ///
 /// Called after the user switch: a missing `HOME` is set from the container's /etc/passwd
@@ -113,6 +131,7 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
         Ok(v) => v,
         Err(e) => return e,
     };
+    reset_signals();
     match nix::unistd::execve(&p, &argv, &envp) {
         Err(source) => Error::Sys {
             context: format!("exec {}", path.display()),
