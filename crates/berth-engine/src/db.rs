@@ -177,16 +177,21 @@ impl Db {
         }
     }
 
-    /// Find a container by id, id prefix (unique) or name.
+    /// Find a container by name, id, or unique id prefix (an ambiguous prefix is an error).
     pub fn find(&self, key: &str) -> Result<Option<ContainerRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM containers WHERE name = ?1 OR id = ?1 OR id LIKE ?1 || '%' LIMIT 2"
-        ))?;
-        let rows: Vec<ContainerRow> = stmt.query_map(params![key], row)?.collect::<rusqlite::Result<_>>()?;
-        Ok(match rows.len() {
-            1 => rows.into_iter().next(),
-            _ => rows.into_iter().find(|r| r.name == key || r.id == key),
-        })
+        let mut exact = self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM containers WHERE name = ?1 OR id = ?1 LIMIT 1"))?;
+        if let Some(r) = exact.query_row(params![key], row).optional()? {
+            return Ok(Some(r));
+        }
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let mut prefix = self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM containers WHERE id LIKE ?1 || '%' LIMIT 2"))?;
+        let rows: Vec<ContainerRow> = prefix.query_map(params![key], row)?.collect::<rusqlite::Result<_>>()?;
+        match rows.len() {
+            2 => Err(crate::Error::Invalid(format!("{key:?} matches several containers: give more of the id"))),
+            _ => Ok(rows.into_iter().next()),
+        }
     }
 
     /// Every container, oldest first.

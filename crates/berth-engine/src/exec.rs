@@ -91,12 +91,19 @@ impl Engine {
             console_socket: listener.as_ref().map(|_| std::path::PathBuf::from(&sock_name)),
             ..Default::default()
         };
-        let null = if req.interactive || req.tty {
-            None
-        } else {
-            Some(std::fs::File::open("/dev/null").io_context(|| "open /dev/null".into())?.into())
+        let null = || -> Result<Option<std::os::fd::OwnedFd>> {
+            Ok(Some(std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").io_context(|| "open /dev/null".into())?.into()))
         };
-        let child = crate::monitor::with_stdio(&[null, None, None], || in_dir(&rund, || rt.exec(&row.id, opts)))???;
+        // A detached process keeps none of our stdio (a caller waiting for EOF would hang);
+        // stdin is ours only with -i.
+        let stdio = if req.detach {
+            [null()?, null()?, null()?]
+        } else if req.interactive || req.tty {
+            [None, None, None]
+        } else {
+            [null()?, None, None]
+        };
+        let child = crate::monitor::with_stdio(&stdio, || in_dir(&rund, || rt.exec(&row.id, opts)))???;
         let _ = std::fs::remove_file(rund.join(&sock_name));
         if req.detach {
             return Ok(0);

@@ -96,16 +96,28 @@ fn cstrings(what: &str, items: &[String]) -> Result<Vec<CString>> {
 /// The container's process starts with no blocked and no ignored signal, whatever its
 /// creator had (an engine blocks signals to forward them; Rust ignores SIGPIPE), as crun does.
 fn reset_signals() {
-    // SAFETY: sigprocmask with an empty set; signal() resets a disposition to default for
-    // valid signal numbers (invalid ones, SIGKILL and SIGSTOP simply fail).
+    /// The kernel's struct sigaction (x86_64/aarch64 layout): glibc's sigaction refuses the
+    /// signals it reserves (32, 33), which an ancestor may still have ignored.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    // SAFETY: sigprocmask with an empty set; rt_sigaction reads/writes one KernelSigaction
+    // of the size given; invalid signal numbers (SIGKILL, SIGSTOP) simply fail.
     unsafe {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        for sig in 1..libc::SIGRTMAX() {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN {
-                libc::signal(sig, libc::SIG_DFL);
+        for sig in 1..=64 {
+            let mut old = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
+            if libc::syscall(libc::SYS_rt_sigaction, sig, std::ptr::null::<KernelSigaction>(), &mut old, 8) == 0
+                && old.handler == libc::SIG_IGN
+            {
+                let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+                libc::syscall(libc::SYS_rt_sigaction, sig, &dfl, std::ptr::null_mut::<KernelSigaction>(), 8);
             }
         }
     }
