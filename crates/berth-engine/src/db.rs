@@ -21,7 +21,19 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE containers (
     );",
     // The image id and snapshot chain a container uses, so that rmi and prune spare them.
     "ALTER TABLE containers ADD COLUMN image_id TEXT NOT NULL DEFAULT '';
-     ALTER TABLE containers ADD COLUMN chain TEXT NOT NULL DEFAULT '';"];
+     ALTER TABLE containers ADD COLUMN chain TEXT NOT NULL DEFAULT '';",
+    // Volumes (named and anonymous) and which containers mount them (volumes.rs).
+    "CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        created TEXT NOT NULL,
+        anonymous INTEGER NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '{}'
+     );
+     CREATE TABLE container_volumes (
+        container_id TEXT NOT NULL,
+        volume TEXT NOT NULL,
+        PRIMARY KEY (container_id, volume)
+     );"];
 
 /// A container as the engine records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +87,11 @@ impl Db {
             tx.commit()?;
         }
         Ok(Db { conn })
+    }
+
+    /// The connection, for the other tables' modules (volumes.rs).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Record a new container; fails if the name is taken.

@@ -4,13 +4,22 @@
 //! filesystems (overlays of the image snapshots), the runtime spec generated from the image
 //! and the user's flags, and drives the runtime in-process. See `docs/ARCHITECTURE.md`.
 
+pub mod capabilities;
 pub mod db;
+pub mod devices;
+pub mod env_file;
 pub mod error;
 pub mod image_rootfs;
+pub mod init_binary;
+pub mod mount_request;
 pub mod overlay;
 pub mod run;
+pub mod security_opt;
 pub mod specgen;
+pub mod sysctls;
+pub mod ulimits;
 pub mod user;
+pub mod volumes;
 
 pub use error::{Error, Result};
 
@@ -18,7 +27,10 @@ pub use error::{Error, Result};
 /// else: the engine forks containers from its own process. Re-executes the process unless
 /// the binary is already sealed (immutable, or on a read-only overlay); call it first.
 pub fn seal_binary() -> Result<()> {
+    init_binary::remember_location();
     Ok(berth_runtime::exe_seal::ensure_sealed()?)
 }
 pub use run::Engine;
+pub use mount_request::MountRequest;
 pub use specgen::{ContainerOptions, NetworkMode};
+pub use volumes::VolumeInfo;

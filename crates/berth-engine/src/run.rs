@@ -14,10 +14,10 @@ use crate::{image_rootfs, overlay};
 
 /// The engine's state on disk (see docs/ARCHITECTURE.md, "State on disk").
 pub struct Engine {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
     store: Store,
     snapshots: Snapshots,
-    db: Db,
+    pub(crate) db: Db,
     runtime: Runtime,
 }
 
@@ -41,7 +41,7 @@ impl ContainerDirs {
     }
 }
 
-fn new_id() -> Result<String> {
+pub(crate) fn new_id() -> Result<String> {
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
@@ -114,6 +114,7 @@ impl Engine {
             Err(e) => {
                 let _ = self.remove_files(&id);
                 let _ = self.db.remove(&id);
+                let _ = self.remove_anonymous_volumes(&id);
                 Err(e)
             }
         }
@@ -131,8 +132,17 @@ impl Engine {
             ("/etc/hosts".to_string(), write_file(&d.base, "hosts", &format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"))?),
             ("/etc/resolv.conf".to_string(), write_file(&d.base, "resolv.conf", &resolv_conf())?),
         ];
+        let init = if opts.init { Some(crate::init_binary::locate()?) } else { None };
+        let mounts = self.prepare_mounts(id, &d.rootfs(), &rootfs.image.config, &opts.mounts)?;
         let spec = specgen::generate(
-            &SpecInputs { id, rootfs: &d.rootfs(), image_config: &rootfs.image.config, etc_files: &etc },
+            &SpecInputs {
+                id,
+                rootfs: &d.rootfs(),
+                image_config: &rootfs.image.config,
+                etc_files: &etc,
+                mounts: &mounts,
+                init_binary: init.as_deref(),
+            },
             opts,
         )?;
         let bytes = serde_json::to_vec(&spec).map_err(|e| Error::Invalid(format!("serialize the spec: {e}")))?;
@@ -147,6 +157,7 @@ impl Engine {
         let result = self.run_row(&row);
         if result.is_err() && row.auto_remove {
             let _ = self.remove(&row.id, true);
+            let _ = self.remove_anonymous_volumes(&row.id);
         }
         result
     }
@@ -165,6 +176,8 @@ impl Engine {
         self.db.set_state(&row.id, "exited", Some(status))?;
         if row.auto_remove {
             self.remove(&row.id, true)?;
+            // docker's --rm takes the container's anonymous volumes with it.
+            self.remove_anonymous_volumes(&row.id)?;
         }
         Ok(status)
     }
