@@ -378,4 +378,112 @@ mod tests {
         assert!(env.contains(&"A=2".to_string()) && !env.contains(&"A=1".to_string()));
         assert!(env.contains(&"B=3".to_string()) && env.contains(&"HOME=/root".to_string()));
     }
+
+    fn gen(opts: &ContainerOptions, mounts: &[Value], init: Option<&Path>) -> Result<Value> {
+        let dir = tempfile::tempdir().unwrap();
+        let image = cfg(json!({"Env": ["A=image", "B=image", "C=image"], "Cmd": ["sh"]}));
+        generate(&SpecInputs { id: "0123456789abcdef", rootfs: dir.path(), image_config: &image, etc_files: &[], mounts, init_binary: init }, opts)
+    }
+
+    fn has_env(spec: &Value, kv: &str) -> bool {
+        spec["process"]["env"].as_array().unwrap().iter().any(|e| e == kv)
+    }
+
+    #[test]
+    fn env_precedence_is_image_then_env_file_then_e() {
+        let o = ContainerOptions { env_file: vec!["B=file".into(), "C=file".into()], env: vec!["C=flag".into()], ..Default::default() };
+        let spec = gen(&o, &[], None).unwrap();
+        assert!(has_env(&spec, "A=image") && has_env(&spec, "B=file") && has_env(&spec, "C=flag"));
+        assert!(!has_env(&spec, "B=image") && !has_env(&spec, "C=file"));
+    }
+
+    #[test]
+    fn user_mounts_replace_defaults_at_the_same_destination_and_shm_size_sets_the_size() {
+        let o = ContainerOptions { shm_size: Some(128 << 20), ..Default::default() };
+        let spec = gen(&o, &[], None).unwrap();
+        let shm = spec["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/dev/shm").unwrap().clone();
+        assert!(shm["options"].as_array().unwrap().contains(&json!(format!("size={}", 128 << 20))));
+        assert!(!shm["options"].as_array().unwrap().contains(&json!("size=65536k")));
+        let user = json!({"destination": "/dev/shm", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]});
+        let spec = gen(&ContainerOptions::default(), &[user.clone()], None).unwrap();
+        let shms: Vec<&Value> = spec["mounts"].as_array().unwrap().iter().filter(|m| m["destination"] == "/dev/shm").collect();
+        assert_eq!(shms, [&user]);
+    }
+
+    #[test]
+    fn labels_and_annotations_become_the_specs_annotations() {
+        let o = ContainerOptions {
+            labels: [("team".to_string(), "a".to_string()), ("k".to_string(), "label".to_string())].into(),
+            annotations: [("k".to_string(), "annotation".to_string())].into(),
+            ..Default::default()
+        };
+        let spec = gen(&o, &[], None).unwrap();
+        assert_eq!(spec["annotations"], json!({"team": "a", "k": "annotation"}));
+        assert!(gen(&ContainerOptions::default(), &[], None).unwrap().get("annotations").is_none());
+    }
+
+    #[test]
+    fn capabilities_ulimits_sysctls_and_devices_reach_the_spec() {
+        let o = ContainerOptions {
+            cap_drop: vec!["ALL".into()],
+            cap_add: vec!["net_admin".into()],
+            ulimits: vec![crate::ulimits::parse("nofile=100:200").unwrap()],
+            sysctls: [("kernel.msgmax".to_string(), "4096".to_string())].into(),
+            devices: vec![crate::devices::parse("/dev/null:/dev/mynull:rw").unwrap()],
+            ..Default::default()
+        };
+        let spec = gen(&o, &[], None).unwrap();
+        assert_eq!(spec["process"]["capabilities"]["effective"], json!(["CAP_NET_ADMIN"]));
+        assert_eq!(spec["process"]["rlimits"], json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]));
+        assert_eq!(spec["linux"]["sysctl"], json!({"kernel.msgmax": "4096"}));
+        assert_eq!(spec["linux"]["devices"][0]["path"], "/dev/mynull");
+        let rules = spec["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(rules[0], json!({"allow": false, "access": "rwm"}));
+        assert_eq!(rules[1], json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}));
+        let err = gen(&ContainerOptions { cap_add: vec!["bogus".into()], ..Default::default() }, &[], None).unwrap_err().to_string();
+        assert!(err.starts_with("--cap-add"), "{err}");
+    }
+
+    #[test]
+    fn memory_swap_cpu_shares_and_cpuset_are_checked_and_set() {
+        let o = ContainerOptions { memory: Some(64 << 20), memory_swap: Some(128 << 20), cpu_shares: Some(512), cpuset_cpus: Some("0".into()), ..Default::default() };
+        let r = &gen(&o, &[], None).unwrap()["linux"]["resources"];
+        assert_eq!(r["memory"], json!({"limit": 64 << 20, "swap": 128 << 20}));
+        assert_eq!(r["cpu"], json!({"shares": 512, "cpus": "0"}));
+        let o = ContainerOptions { memory: Some(64 << 20), memory_swap: Some(-1), ..Default::default() };
+        assert_eq!(gen(&o, &[], None).unwrap()["linux"]["resources"]["memory"]["swap"], -1);
+        for (o, flag) in [
+            (ContainerOptions { memory_swap: Some(1 << 30), ..Default::default() }, "--memory-swap"),
+            (ContainerOptions { memory: Some(64 << 20), memory_swap: Some(1 << 20), ..Default::default() }, "--memory-swap"),
+            (ContainerOptions { cpu_shares: Some(1), ..Default::default() }, "--cpu-shares"),
+            (ContainerOptions { cpuset_cpus: Some("0-".into()), ..Default::default() }, "--cpuset-cpus"),
+        ] {
+            let err = gen(&o, &[], None).unwrap_err().to_string();
+            assert!(err.starts_with(flag) && !err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn security_opts_set_seccomp_apparmor_and_selinux() {
+        let mut o = ContainerOptions::default();
+        o.apply_security_opts(&["seccomp=unconfined".into(), "apparmor=berth-test".into(), "label=level:s0:c1,c2".into(), "no-new-privileges".into()]).unwrap();
+        let spec = gen(&o, &[], None).unwrap();
+        assert!(spec["linux"].get("seccomp").is_none());
+        assert_eq!(spec["process"]["apparmorProfile"], "berth-test");
+        assert_eq!(spec["process"]["selinuxLabel"], "system_u:system_r:container_t:s0:c1,c2");
+        assert_eq!(spec["process"]["noNewPrivileges"], true);
+        assert!(gen(&ContainerOptions::default(), &[], None).unwrap()["linux"]["seccomp"]["defaultAction"].is_string());
+        let mut o = ContainerOptions::default();
+        o.apply_security_opts(&["label=disable".into()]).unwrap();
+        assert!(gen(&o, &[], None).unwrap()["process"].get("selinuxLabel").is_none());
+    }
+
+    #[test]
+    fn init_runs_first_from_a_read_only_bind() {
+        let spec = gen(&ContainerOptions { init: true, ..Default::default() }, &[], Some(Path::new("/usr/bin/berth-init"))).unwrap();
+        assert_eq!(spec["process"]["args"], json!([INIT_PATH, "--", "sh"]));
+        let m = spec["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == INIT_PATH).unwrap();
+        assert_eq!(m["source"], "/usr/bin/berth-init");
+        assert!(m["options"].as_array().unwrap().contains(&json!("ro")));
+    }
 }
