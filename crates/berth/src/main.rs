@@ -9,6 +9,7 @@ mod image_cmds;
 mod login_cmds;
 mod progress;
 mod run_flags;
+mod volume_cmds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +77,9 @@ enum Command {
     Ps(container_cmds::PsArgs),
     /// Remove containers.
     Rm(container_cmds::RmArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volume_cmds::VolumeCommand),
 }
 
 /// `berth image …`
@@ -148,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Ps(args) => container_cmds::ps(&ctx, args),
         Command::Rm(args) => container_cmds::rm(&ctx, args),
+        Command::Volume(cmd) => volume_cmds::volume(&ctx, cmd),
         Command::Version => {
             println!("berth version {}", env!("CARGO_PKG_VERSION"));
             Ok(())
