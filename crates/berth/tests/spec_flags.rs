@@ -1,0 +1,183 @@
+//! The spec-shaping flags of `berth run`, end to end through the built binary: what the
+//! container sees in /proc, its environment and its mounts.
+
+mod container_env;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use container_env::{ensure_init_built, stderr, stdout, Env};
+
+#[test]
+fn a_tmpfs_is_a_tmpfs_and_keeps_a_read_only_root_writable_there() {
+    let e = Env::new("tmpfs");
+    let out = e.berth(&["run", "--rm", "--read-only", "--tmpfs", "/tmp:size=2m", "localhost/demo", "sh", "-c",
+        "grep ' /tmp ' /proc/mounts; touch /tmp/ok && echo tmp-writable; touch /srv/nope 2>/dev/null || echo root-read-only"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let line = text.lines().next().unwrap_or_default();
+    assert!(line.starts_with("tmpfs /tmp tmpfs ") && line.contains("size=2048k") && line.contains("noexec"), "{text}");
+    assert!(text.contains("tmp-writable\n") && text.contains("root-read-only\n"), "{text}");
+    assert_eq!(e.mounts(), 0);
+}
+
+#[test]
+fn env_precedence_is_image_then_env_file_then_e_flags() {
+    let e = Env::new("env");
+    e.load_image("localhost/envimg:latest", serde_json::json!({"Env": ["A=image", "B=image", "C=image", "PATH=/bin"]}));
+    let file = e.dir.join("vars.env");
+    std::fs::write(&file, "# a comment\n\nB=file\nC=file\nBERTH_IT_FROM_HOST\nBERTH_IT_UNSET\n").unwrap();
+    let out = e
+        .cmd(&["run", "--rm", "--env-file", file.to_str().unwrap(), "-e", "C=flag", "localhost/envimg", "sh", "-c",
+            "echo $A $B $C $BERTH_IT_FROM_HOST ${BERTH_IT_UNSET-unset}"])
+        .env("BERTH_IT_FROM_HOST", "host")
+        .env_remove("BERTH_IT_UNSET")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "image file flag host unset\n", "{}", stderr(&out));
+}
+
+fn cap_eff(e: &Env, args: &[&str]) -> String {
+    let mut a = vec!["run", "--rm"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["localhost/demo", "grep", "CapEff", "/proc/self/status"]);
+    let out = e.berth(&a);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).split_whitespace().nth(1).unwrap_or_default().to_string()
+}
+
+#[test]
+fn cap_drop_all_leaves_no_capabilities_and_cap_add_brings_one_back() {
+    let e = Env::new("caps");
+    assert_eq!(cap_eff(&e, &["--cap-drop", "ALL"]), "0000000000000000");
+    // CAP_SYS_ADMIN is bit 21.
+    assert_eq!(cap_eff(&e, &["--cap-drop", "all", "--cap-add", "sys_admin"]), "0000000000200000");
+    let default = u64::from_str_radix(&cap_eff(&e, &[]), 16).unwrap();
+    let added = u64::from_str_radix(&cap_eff(&e, &["--cap-add", "CAP_SYS_ADMIN"]), 16).unwrap();
+    assert_eq!(default & (1 << 21), 0);
+    assert_eq!(added, default | (1 << 21));
+}
+
+#[test]
+fn ulimit_nofile_sets_the_soft_and_hard_limits() {
+    let e = Env::new("ulimit");
+    let out = e.berth(&["run", "--rm", "--ulimit", "nofile=100:200", "localhost/demo", "sh", "-c", "ulimit -n; ulimit -Hn"]);
+    assert_eq!(stdout(&out), "100\n200\n", "{}", stderr(&out));
+}
+
+#[test]
+fn sysctl_sets_a_namespaced_kernel_parameter_and_shm_size_sizes_dev_shm() {
+    let e = Env::new("sysctl");
+    let out = e.berth(&["run", "--rm", "--sysctl", "kernel.msgmax=12345", "--shm-size", "3m", "localhost/demo", "sh", "-c",
+        "cat /proc/sys/kernel/msgmax; grep ' /dev/shm ' /proc/mounts"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("12345\n") && text.contains("size=3072k"), "{text}{}", stderr(&out));
+    // The host's value is untouched.
+    assert_ne!(std::fs::read_to_string("/proc/sys/kernel/msgmax").unwrap().trim(), "12345");
+}
+
+#[test]
+fn a_device_appears_at_its_container_path_and_is_usable() {
+    let e = Env::new("device");
+    let out = e.berth(&["run", "--rm", "--device", "/dev/null:/dev/mynull", "localhost/demo", "sh", "-c",
+        "echo gone > /dev/mynull && stat -c '%F %t:%T' /dev/mynull"]);
+    assert_eq!(stdout(&out), "character special file 1:3\n", "{}", stderr(&out));
+}
+
+#[test]
+fn init_is_pid_1_and_reaps_orphaned_zombies() {
+    ensure_init_built();
+    let e = Env::new("init-reap");
+    // The inner shell exits at once: its two sleeps become orphans of PID 1, and exit while
+    // the outer shell still runs. Without a reaping PID 1 they would stay zombies.
+    let out = e.berth(&["run", "--rm", "--init", "localhost/demo", "sh", "-c",
+        "sh -c 'sleep 0.1 & sleep 0.2 &'; sleep 1; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep -h '^State:' /proc/[0-9]*/status"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.starts_with("/dev/init -- sh -c"), "PID 1 is not berth-init: {text}");
+    assert!(!text.contains("zombie"), "zombies left: {text}");
+    assert_eq!(e.mounts(), 0);
+}
+
+#[test]
+fn init_forwards_sigterm_and_exits_with_the_commands_status() {
+    ensure_init_built();
+    let e = Env::new("init-signal");
+    let mut child = e
+        .cmd(&["run", "--rm", "--init", "localhost/demo", "sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // SAFETY: kill on the pid of our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(lines.next().map(|l| l.unwrap()).as_deref(), Some("got-term"));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(7));
+    assert_eq!(e.mounts(), 0);
+}
+
+#[test]
+fn init_exits_128_plus_the_signal_that_killed_the_command() {
+    ensure_init_built();
+    let e = Env::new("init-killed");
+    let out = e.berth(&["run", "--rm", "--init", "localhost/demo", "sh", "-c", "kill -KILL $$"]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+}
+
+#[test]
+fn labels_and_annotations_are_written_into_the_bundle() {
+    let e = Env::new("labels");
+    e.ok(&["run", "--name", "labelled", "-l", "team=infra", "--annotation", "io.berth.test=yes", "localhost/demo", "true"]);
+    let dir = std::fs::read_dir(e.dir.join("root/containers")).unwrap().next().unwrap().unwrap().path();
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("bundle/config.json")).unwrap()).unwrap();
+    assert_eq!(spec["annotations"], serde_json::json!({"team": "infra", "io.berth.test": "yes"}));
+}
+
+#[test]
+fn bad_flag_values_and_unknown_users_exit_125_with_one_clear_line() {
+    let e = Env::new("errors");
+    let cases: &[(&[&str], &str)] = &[
+        (&["-u", "nobody"], "unable to find user nobody"),
+        (&["--ulimit", "nofile=many"], "--ulimit"),
+        (&["--cap-add", "CAP_MAKE_COFFEE"], "--cap-add"),
+        (&["--sysctl", "kernel.panic=1"], "--sysctl"),
+        (&["--device", "/dev/no-such-device"], "--device /dev/no-such-device"),
+        (&["--mount", "type=bind,source=/nonexistent-berth-src,target=/x"], "bind source path does not exist"),
+        (&["-v", "./relative:/x"], "--volume"),
+        (&["--tmpfs", "relative"], "--tmpfs"),
+        (&["--memory-swap", "1g"], "--memory-swap needs --memory"),
+        (&["--security-opt", "seccomp=/nonexistent.json"], "--security-opt seccomp=/nonexistent.json"),
+        (&["--env-file", "/nonexistent.env"], "--env-file /nonexistent.env"),
+        (&["--cpuset-cpus", "x"], "--cpuset-cpus"),
+    ];
+    for (flags, expect) in cases {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["localhost/demo", "true"]);
+        let out = e.berth(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "{flags:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{flags:?}: not one line: {err}");
+        assert!(err.starts_with("Error: ") && err.contains(expect), "{flags:?}: {err}");
+    }
+    assert_eq!(stdout(&e.berth(&["ps", "-a", "-q"])), "", "a failed run left a container");
+    assert_eq!(e.mounts(), 0);
+}
+
+#[test]
+fn an_apparmor_profile_is_refused_clearly_where_apparmor_is_absent() {
+    if std::path::Path::new("/sys/kernel/security/apparmor").exists() {
+        return; // the refusal is for hosts without AppArmor
+    }
+    let e = Env::new("apparmor");
+    let out = e.berth(&["run", "--rm", "--security-opt", "apparmor=docker-default", "localhost/demo", "true"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("AppArmor is not enabled on this host"), "{err}");
+    assert_eq!(stdout(&e.berth(&["ps", "-a", "-q"])), "");
+    assert_eq!(e.mounts(), 0);
+}
