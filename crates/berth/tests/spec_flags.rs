@@ -84,18 +84,23 @@ fn a_device_appears_at_its_container_path_and_is_usable() {
     assert_eq!(stdout(&out), "character special file 1:3\n", "{}", stderr(&out));
 }
 
+/// The command execs `sleep`, which never reaps: the inner shell's two sleeps, orphaned at
+/// once, are reparented to PID 1 and exit; a reporter in the background lists every
+/// process's state after they have. As PID 1 itself (no --init) they stay zombies.
+const ORPHANS: &str = "(sleep 0.6; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep -h '^State:' /proc/[0-9]*/status) & sh -c 'sleep 0.1 & sleep 0.2 &'; exec sleep 1";
+
 #[test]
 fn init_is_pid_1_and_reaps_orphaned_zombies() {
     ensure_init_built();
     let e = Env::new("init-reap");
-    // The inner shell exits at once: its two sleeps become orphans of PID 1, and exit while
-    // the outer shell still runs. Without a reaping PID 1 they would stay zombies.
-    let out = e.berth(&["run", "--rm", "--init", "localhost/demo", "sh", "-c",
-        "sh -c 'sleep 0.1 & sleep 0.2 &'; sleep 1; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep -h '^State:' /proc/[0-9]*/status"]);
+    let out = e.berth(&["run", "--rm", "--init", "localhost/demo", "sh", "-c", ORPHANS]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(text.starts_with("/dev/init -- sh -c"), "PID 1 is not berth-init: {text}");
     assert!(!text.contains("zombie"), "zombies left: {text}");
+    // The same without --init shows what the init is for.
+    let out = e.berth(&["run", "--rm", "localhost/demo", "sh", "-c", ORPHANS]);
+    assert!(stdout(&out).contains("zombie"), "no zombies without --init: the test proves nothing: {}", stdout(&out));
     assert_eq!(e.mounts(), 0);
 }
 
@@ -109,12 +114,22 @@ fn init_forwards_sigterm_and_exits_with_the_commands_status() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // A broken forwarder would leave the container running: kill it after a while.
+    let (done, watchdog) = std::sync::mpsc::channel::<()>();
+    let pid = child.id() as i32;
+    std::thread::spawn(move || {
+        if watchdog.recv_timeout(std::time::Duration::from_secs(30)).is_err() {
+            // SAFETY: kill on the pid of the test's child, which has not been waited for.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     // SAFETY: kill on the pid of our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     assert_eq!(lines.next().map(|l| l.unwrap()).as_deref(), Some("got-term"));
     let status = child.wait().unwrap();
+    let _ = done.send(());
     assert_eq!(status.code(), Some(7));
     assert_eq!(e.mounts(), 0);
 }
