@@ -217,8 +217,12 @@ impl Engine {
                     let (name, _) = self.ensure_volume(name.as_deref(), &BTreeMap::new(), name.is_none())?;
                     self.link_volume(container_id, &name)?;
                     let data = self.volume_path(&name);
-                    if !nocopy && dir_is_empty(&data)? {
-                        copy_up(rootfs, target, &data).map_err(|e| Error::Invalid(format!("volume {name}: copy the image's {target}: {e}")))?;
+                    if !nocopy {
+                        // Two containers starting on one new volume: one copies, the other then finds it full.
+                        let _lock = lock_dir(&self.volumes_dir().join(&name))?;
+                        if dir_is_empty(&data)? {
+                            copy_up(rootfs, target, &data).map_err(|e| Error::Invalid(format!("volume {name}: copy the image's {target}: {e}")))?;
+                        }
                     }
                     json!({"destination": target, "type": "bind", "source": data,
                            "options": ["rbind", "rprivate", if *readonly { "ro" } else { "rw" }]})
@@ -249,6 +253,21 @@ fn bind_source(source: &Path, create: bool) -> Result<()> {
             Err(Error::Invalid(format!("--mount: bind source path does not exist: {}", source.display())))
         }
         Err(e) => Err(Error::Invalid(format!("bind source {}: {e}", source.display()))),
+    }
+}
+
+/// An exclusive flock on a directory, held until the returned file is dropped.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    let f = std::fs::File::open(dir).io_context(|| format!("open {}", dir.display()))?;
+    loop {
+        // SAFETY: flock on an fd we own; no memory is passed.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(f);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).io_context(|| format!("lock {}", dir.display()));
+        }
     }
 }
 

@@ -77,6 +77,25 @@ fn sysctl_sets_a_namespaced_kernel_parameter_and_shm_size_sizes_dev_shm() {
 }
 
 #[test]
+fn cpu_and_memory_flags_reach_the_containers_cgroup() {
+    let e = Env::new("cgroup");
+    let script = "c=/sys/fs/cgroup; if [ -d $c/cpuset ]; then \
+        echo v1 $(cat $c/cpuset/cpuset.cpus $c/cpu/cpu.shares $c/memory/memory.limit_in_bytes) $(cat $c/memory/memory.memsw.limit_in_bytes 2>/dev/null || echo none); \
+        else echo v2 $(cat $c/cpuset.cpus $c/cpu.weight $c/memory.max) $(cat $c/memory.swap.max 2>/dev/null || echo none); fi";
+    let out = e.berth(&["run", "--rm", "--cpuset-cpus", "0", "--cpu-shares", "512", "--memory", "64m", "--memory-swap", "128m", "localhost/demo", "sh", "-c", script]);
+    let text = stdout(&out);
+    let f: Vec<&str> = text.split_whitespace().collect();
+    assert!(out.status.success() && f.len() == 5, "{text}{}", stderr(&out));
+    let mib = |n: u64| (n << 20).to_string();
+    match f[0] {
+        // Without swap accounting the memsw file is absent.
+        "v1" => assert!(f[1..4] == ["0", "512", &mib(64)] && (f[4] == mib(128) || f[4] == "none"), "{text}"),
+        // runc's conversions: shares 512 → weight 20; swap.max = memory-swap − memory.
+        _ => assert!(f[1..4] == ["0", "20", &mib(64)] && (f[4] == mib(64) || f[4] == "none"), "{text}"),
+    }
+}
+
+#[test]
 fn a_device_appears_at_its_container_path_and_is_usable() {
     let e = Env::new("device");
     let out = e.berth(&["run", "--rm", "--device", "/dev/null:/dev/mynull", "localhost/demo", "sh", "-c",
