@@ -14,6 +14,7 @@ pub mod init_binary;
 pub mod mount_request;
 pub mod overlay;
 pub mod run;
+pub mod seccomp_profile;
 pub mod security_opt;
 pub mod specgen;
 pub mod sysctls;

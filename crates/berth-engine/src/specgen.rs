@@ -204,7 +204,8 @@ pub fn generate(inp: &SpecInputs, opts: &ContainerOptions) -> Result<Value> {
     if !cwd.starts_with('/') {
         return Err(Error::Invalid(format!("the working directory {cwd:?} must be absolute")));
     }
-    let caps_json = json!(capabilities::effective_set(opts.privileged, &opts.cap_add, &opts.cap_drop)?);
+    let caps = capabilities::effective_set(opts.privileged, &opts.cap_add, &opts.cap_drop)?;
+    let caps_json = json!(caps);
     let mut args = process_args(inp.image_config, opts)?;
     if let Some(init) = inp.init_binary {
         args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
@@ -264,7 +265,7 @@ pub fn generate(inp: &SpecInputs, opts: &ContainerOptions) -> Result<Value> {
         linux["readonlyPaths"] = json!([]);
     }
     if let Some(profile) = &opts.seccomp_profile {
-        linux["seccomp"] = profile.clone();
+        linux["seccomp"] = crate::seccomp_profile::for_container(profile, &caps);
     } else if !opts.seccomp_unconfined && !opts.privileged {
         let profile: Value = serde_json::from_str(DEFAULT_SECCOMP).map_err(|e| Error::Invalid(format!("default seccomp profile: {e}")))?;
         linux["seccomp"] = profile;

@@ -202,6 +202,29 @@ fn bad_flag_values_and_unknown_users_exit_125_with_one_clear_line() {
 }
 
 #[test]
+fn a_docker_format_seccomp_profile_applies_its_capability_conditional_rules() {
+    let e = Env::new("seccomp");
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "SCMP_ARCH_AARCH64",
+        _ => "SCMP_ARCH_X86_64",
+    };
+    // mkdir is refused only for containers that have CAP_SYS_ADMIN (a docker `includes` rule).
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "archMap": [{"architecture": arch, "subArchitectures": []}],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "includes": {"caps": ["CAP_SYS_ADMIN"]}}]
+    });
+    let file = e.dir.join("profile.json");
+    std::fs::write(&file, profile.to_string()).unwrap();
+    let opt = format!("seccomp={}", file.display());
+    let script = "mkdir /tmp/d 2>&1 && echo made";
+    let out = e.berth(&["run", "--rm", "--security-opt", &opt, "localhost/demo", "sh", "-c", script]);
+    assert_eq!(stdout(&out), "made\n", "{}", stderr(&out));
+    let out = e.berth(&["run", "--rm", "--security-opt", &opt, "--cap-add", "SYS_ADMIN", "localhost/demo", "sh", "-c", script]);
+    assert!(stdout(&out).contains("Operation not permitted"), "{}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
 fn an_apparmor_profile_is_refused_clearly_where_apparmor_is_absent() {
     if std::path::Path::new("/sys/kernel/security/apparmor").exists() {
         return; // the refusal is for hosts without AppArmor
