@@ -406,7 +406,7 @@ mod tests {
         assert!(shm["options"].as_array().unwrap().contains(&json!(format!("size={}", 128 << 20))));
         assert!(!shm["options"].as_array().unwrap().contains(&json!("size=65536k")));
         let user = json!({"destination": "/dev/shm", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]});
-        let spec = gen(&ContainerOptions::default(), &[user.clone()], None).unwrap();
+        let spec = gen(&ContainerOptions::default(), std::slice::from_ref(&user), None).unwrap();
         let shms: Vec<&Value> = spec["mounts"].as_array().unwrap().iter().filter(|m| m["destination"] == "/dev/shm").collect();
         assert_eq!(shms, [&user]);
     }

@@ -91,7 +91,7 @@ pub fn volume(ctx: &Context, cmd: VolumeCommand) -> anyhow::Result<()> {
         VolumeCommand::Ls(a) => {
             let volumes = engine.volumes()?;
             if !a.quiet {
-                println!("{:<10}{}", "DRIVER", "VOLUME NAME");
+                println!("DRIVER    VOLUME NAME");
             }
             for v in volumes {
                 if a.quiet {
