@@ -18,6 +18,8 @@ pub fn resolve_entry(entry: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Op
 /// skipped, no quoting (the value is the rest of the line, as docker reads it).
 pub fn parse(text: &str, what: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>> {
     let mut out = Vec::new();
+    // A UTF-8 byte order mark (editors on Windows) is not part of the first name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (n, line) in text.lines().enumerate() {
         // docker trims leading whitespace only: trailing spaces belong to the value.
         let line = line.trim_start();
@@ -53,7 +55,7 @@ mod tests {
 
     #[test]
     fn env_files_skip_comments_and_take_bare_keys_from_the_host() {
-        let text = "# comment\n\nA=1\n  B=two words \nFROM_HOST\nMISSING\nC=x=y\nEMPTY=\n";
+        let text = "\u{feff}# comment\n\nA=1\n  B=two words \nFROM_HOST\nMISSING\nC=x=y\nEMPTY=\n";
         let env = parse(text, "f", &host).unwrap();
         assert_eq!(env, ["A=1", "B=two words ", "FROM_HOST=h", "C=x=y", "EMPTY="]);
     }
