@@ -162,6 +162,37 @@ fn init_exits_128_plus_the_signal_that_killed_the_command() {
 }
 
 #[test]
+fn init_without_berth_init_next_to_berth_is_refused_clearly() {
+    let e = Env::new("init-missing");
+    // A berth whose directory has no berth-init.
+    let lonely = e.dir.join("lonely");
+    std::fs::create_dir(&lonely).unwrap();
+    let bin = lonely.join("berth");
+    if std::fs::hard_link(container_env::BIN, &bin).is_err() {
+        std::fs::copy(container_env::BIN, &bin).unwrap();
+    }
+    let out = std::process::Command::new(&bin)
+        .arg("--root").arg(e.dir.join("root")).arg("--runroot").arg(e.dir.join("run"))
+        .args(["run", "--rm", "--init", "localhost/demo", "true"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("--init: {} not found", lonely.join("berth-init").display())), "{err}");
+    assert_eq!(stdout(&e.berth(&["ps", "-a", "-q"])), "");
+}
+
+#[test]
+fn no_new_privileges_is_set_for_the_process() {
+    let e = Env::new("nnp");
+    let out = e.berth(&["run", "--rm", "--security-opt", "no-new-privileges", "localhost/demo", "grep", "NoNewPrivs", "/proc/self/status"]);
+    assert_eq!(stdout(&out).split_whitespace().nth(1), Some("1"), "{}", stderr(&out));
+    let out = e.berth(&["run", "--rm", "localhost/demo", "grep", "NoNewPrivs", "/proc/self/status"]);
+    assert_eq!(stdout(&out).split_whitespace().nth(1), Some("0"), "{}", stderr(&out));
+}
+
+#[test]
 fn labels_and_annotations_are_written_into_the_bundle() {
     let e = Env::new("labels");
     e.ok(&["run", "--name", "labelled", "-l", "team=infra", "--annotation", "io.berth.test=yes", "localhost/demo", "true"]);
