@@ -325,6 +325,67 @@ fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A container row with only the columns every version of the table has (so this test
+    /// does not change when the containers table grows).
+    fn container(engine: &Engine, id: &str) {
+        engine
+            .db
+            .conn()
+            .execute(
+                "INSERT INTO containers (id, name, image, created, state) VALUES (?1, ?2, 'demo', '2026-11-28T00:00:00Z', 'exited')",
+                params![id, format!("c-{id}")],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn volumes_in_use_are_refused_and_anonymous_ones_go_with_their_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(&dir.path().join("root"), &dir.path().join("run")).unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("srv")).unwrap();
+        std::fs::write(rootfs.join("srv/seed"), "s").unwrap();
+        let image = json!({"config": {"Volumes": {"/cache": {}}}});
+        container(&engine, "c1");
+        let requests = vec![
+            MountRequest::Volume { name: Some("named".into()), target: "/srv".into(), readonly: false, nocopy: false },
+            MountRequest::Tmpfs { target: "/srv/tmp".into(), options: vec![] },
+        ];
+        let mounts = engine.prepare_mounts("c1", &rootfs, &image, &requests).unwrap();
+        let dests: Vec<&str> = mounts.iter().map(|m| m["destination"].as_str().unwrap()).collect();
+        assert_eq!(dests, ["/srv", "/cache", "/srv/tmp"], "parents first, image volume added");
+        assert_eq!(std::fs::read_to_string(engine.volume_path("named").join("seed")).unwrap(), "s");
+        let volumes = engine.volumes().unwrap();
+        assert_eq!(volumes.len(), 2);
+        let anon = volumes.iter().find(|v| v.anonymous).unwrap().name.clone();
+        assert_eq!(engine.inspect_volume("named").unwrap().containers, ["c1"]);
+        let err = engine.remove_volume("named", false).unwrap_err().to_string();
+        assert!(err.contains("in use by container(s) c1"), "{err}");
+        assert!(engine.prune_volumes(true).unwrap().is_empty());
+        // Removing the container (without its volumes) leaves them unused: prune takes them.
+        engine.db.remove("c1").unwrap();
+        assert!(engine.inspect_volume("named").unwrap().containers.is_empty());
+        assert_eq!(engine.prune_volumes(false).unwrap(), [anon.clone()]);
+        assert!(!engine.volume_path(&anon).exists());
+        engine.remove_volume("named", false).unwrap();
+        assert!(engine.volumes().unwrap().is_empty());
+        // remove_anonymous_volumes keeps named volumes.
+        container(&engine, "c2");
+        engine.prepare_mounts("c2", &rootfs, &image, &requests[..1]).unwrap();
+        let removed = engine.remove_anonymous_volumes("c2").unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(engine.volumes().unwrap().iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["named"]);
+    }
+
+    #[test]
+    fn duplicate_mount_points_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(&dir.path().join("root"), &dir.path().join("run")).unwrap();
+        let t = |target: &str| MountRequest::Tmpfs { target: target.into(), options: vec![] };
+        let err = engine.prepare_mounts("c", dir.path(), &json!({}), &[t("/a"), t("/a")]).unwrap_err().to_string();
+        assert_eq!(err, "duplicate mount point: /a");
+    }
+
     #[test]
     fn copy_up_copies_files_links_and_modes_but_not_outside_the_root() {
         let dir = tempfile::tempdir().unwrap();
