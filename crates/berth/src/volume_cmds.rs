@@ -41,6 +41,29 @@ pub struct LsArgs {
     /// Only names.
     #[arg(short, long)]
     quiet: bool,
+    /// Filter: dangling=true|false, name=SUBSTRING, label=KEY[=VALUE] (all must match).
+    #[arg(short, long)]
+    filter: Vec<String>,
+}
+
+/// Whether a volume passes every `--filter` of `volume ls`.
+fn matches(v: &VolumeInfo, filters: &[String]) -> anyhow::Result<bool> {
+    for f in filters {
+        let ok = match f.split_once('=') {
+            Some(("dangling", "true" | "1")) => v.containers.is_empty(),
+            Some(("dangling", "false" | "0")) => !v.containers.is_empty(),
+            Some(("name", n)) => v.name.contains(n),
+            Some(("label", l)) => match l.split_once('=') {
+                Some((k, val)) => v.labels.get(k).is_some_and(|x| x == val),
+                None => v.labels.contains_key(l),
+            },
+            _ => bail!("--filter {f:?}: expected dangling=true|false, name=… or label=…"),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// `volume rm`
@@ -89,7 +112,12 @@ pub fn volume(ctx: &Context, cmd: VolumeCommand) -> anyhow::Result<()> {
             println!("{}", engine.create_volume(a.name.as_deref(), &labels)?);
         }
         VolumeCommand::Ls(a) => {
-            let volumes = engine.volumes()?;
+            let mut volumes = Vec::new();
+            for v in engine.volumes()? {
+                if matches(&v, &a.filter)? {
+                    volumes.push(v);
+                }
+            }
             if !a.quiet {
                 println!("DRIVER    VOLUME NAME");
             }
@@ -146,4 +174,26 @@ fn inspect_json(v: &VolumeInfo) -> serde_json::Value {
         "Anonymous": v.anonymous,
         "Containers": v.containers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_ls_filters_like_docker() {
+        let v = VolumeInfo {
+            name: "web-data".into(),
+            created: String::new(),
+            anonymous: false,
+            labels: [("team".to_string(), "infra".to_string())].into(),
+            mountpoint: "/x".into(),
+            containers: vec![],
+        };
+        let f = |fs: &[&str]| matches(&v, &fs.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(f(&["dangling=true", "name=data", "label=team", "label=team=infra"]).unwrap());
+        assert!(!f(&["dangling=false"]).unwrap());
+        assert!(!f(&["label=team=web"]).unwrap());
+        assert!(f(&["colour=red"]).unwrap_err().to_string().starts_with("--filter"));
+    }
 }
