@@ -176,6 +176,13 @@ impl Engine {
         Ok(removed)
     }
 
+    /// The names of the volumes container `container_id` mounts (for `inspect`'s Mounts).
+    pub fn volumes_of(&self, container_id: &str) -> Result<Vec<String>> {
+        let mut stmt = self.db.conn().prepare("SELECT volume FROM container_volumes WHERE container_id = ?1 ORDER BY volume")?;
+        let names = stmt.query_map(params![container_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(names)
+    }
+
     fn link_volume(&self, container_id: &str, name: &str) -> Result<()> {
         self.db
             .conn()
@@ -359,6 +366,9 @@ mod tests {
         assert_eq!(volumes.len(), 2);
         let anon = volumes.iter().find(|v| v.anonymous).unwrap().name.clone();
         assert_eq!(engine.inspect_volume("named").unwrap().containers, ["c1"]);
+        let mut of_c1 = vec![anon.clone(), "named".to_string()];
+        of_c1.sort();
+        assert_eq!(engine.volumes_of("c1").unwrap(), of_c1);
         let err = engine.remove_volume("named", false).unwrap_err().to_string();
         assert!(err.contains("in use by container(s) c1"), "{err}");
         assert!(engine.prune_volumes(true).unwrap().is_empty());
