@@ -76,7 +76,8 @@ fn clean_path(p: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// `-v HOST:CTR[:opts]`, `-v NAME:CTR[:opts]` or `-v CTR` (an anonymous volume).
+/// `-v HOST:CTR[:opts]`, `-v NAME:CTR[:opts]` or `-v CTR` (an anonymous volume). A host
+/// path is absolute or starts with `./` or `../`.
 pub fn parse_volume(value: &str) -> Result<MountRequest> {
     const FLAG: &str = "--volume";
     let parts: Vec<&str> = value.split(':').collect();
@@ -101,12 +102,18 @@ pub fn parse_volume(value: &str) -> Result<MountRequest> {
     }
     match source {
         None => Ok(MountRequest::Volume { name: None, target, readonly, nocopy }),
-        Some(s) if s.starts_with('/') => {
+        Some(s) if s.starts_with('/') || is_relative_path(s) => {
+            let source = if is_relative_path(s) {
+                let cwd = std::env::current_dir().map_err(|e| Error::Invalid(format!("{FLAG} {value:?}: the current directory: {e}")))?;
+                cwd.join(s)
+            } else {
+                PathBuf::from(s)
+            };
             if nocopy {
                 return Err(Error::Invalid(format!("{FLAG} {value:?}: nocopy applies to volumes, not to bind mounts")));
             }
             Ok(MountRequest::Bind {
-                source: PathBuf::from(clean_path(s)),
+                source: PathBuf::from(clean_path(&source.to_string_lossy())),
                 target,
                 readonly,
                 create_source: true,
@@ -120,9 +127,15 @@ pub fn parse_volume(value: &str) -> Result<MountRequest> {
             Ok(MountRequest::Volume { name: Some(s.to_string()), target, readonly, nocopy })
         }
         Some(s) => Err(Error::Invalid(format!(
-            "{FLAG} {value:?}: {s:?} is neither an absolute host path nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
+            "{FLAG} {value:?}: {s:?} is neither a host path (absolute, or ./relative) nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
         ))),
     }
+}
+
+/// `.`, `./x`, `../x`: a host path relative to the current directory (as podman and docker's
+/// CLI read them), not a volume name.
+fn is_relative_path(s: &str) -> bool {
+    s == "." || s == ".." || s.starts_with("./") || s.starts_with("../")
 }
 
 fn bool_value(flag: &str, value: &str, key: &str, v: Option<&str>) -> Result<bool> {
@@ -267,6 +280,8 @@ mod tests {
 
     #[test]
     fn bad_volume_flags_are_one_line_errors_naming_the_flag() {
+        let cwd = std::env::current_dir().unwrap();
+        assert!(matches!(parse_volume("./sub:/d").unwrap(), MountRequest::Bind { source, .. } if source == cwd.join("sub")));
         for bad in ["rel/path:/data", "/a:data", "/a:/", "/a:/b:bogus", "a:b:c:d", "-x:/data", "/a:/b:nocopy"] {
             let err = parse_volume(bad).unwrap_err().to_string();
             assert!(err.starts_with("--volume ") && !err.contains('\n'), "{bad}: {err}");

@@ -228,7 +228,7 @@ mod tests {
         for (args, flag) in [
             (&["--ulimit", "nofile"][..], "--ulimit"),
             (&["--sysctl", "kernel.panic=1"][..], "--sysctl"),
-            (&["-v", "./rel:/x"][..], "--volume"),
+            (&["-v", "rel/path:/x"][..], "--volume"),
             (&["--shm-size", "big"][..], "--shm-size"),
             (&["--label", "=x"][..], "--label"),
             (&["--security-opt", "bogus"][..], "--security-opt"),

@@ -211,7 +211,7 @@ fn bad_flag_values_and_unknown_users_exit_125_with_one_clear_line() {
         (&["--sysctl", "kernel.panic=1"], "--sysctl"),
         (&["--device", "/dev/no-such-device"], "--device /dev/no-such-device"),
         (&["--mount", "type=bind,source=/nonexistent-berth-src,target=/x"], "bind source path does not exist"),
-        (&["-v", "./relative:/x"], "--volume"),
+        (&["-v", "relative/path:/x"], "--volume"),
         (&["--tmpfs", "relative"], "--tmpfs"),
         (&["--memory-swap", "1g"], "--memory-swap needs --memory"),
         (&["--security-opt", "seccomp=/nonexistent.json"], "--security-opt seccomp=/nonexistent.json"),

@@ -36,6 +36,10 @@ fn volume_flag_creates_a_missing_host_dir_and_mount_refuses_it() {
     let v = format!("{}:/made", missing.display());
     e.ok(&["run", "--rm", "-v", &v, "localhost/demo", "touch", "/made/x"]);
     assert!(missing.join("x").is_file());
+    // A ./relative host path is the caller's directory's.
+    let out = e.cmd(&["run", "--rm", "-v", "./rel:/rel", "localhost/demo", "touch", "/rel/y"]).current_dir(&e.dir).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(e.dir.join("rel/y").is_file());
     let absent = e.dir.join("absent");
     let m = format!("type=bind,source={},target=/x", absent.display());
     let out = e.berth(&["run", "--rm", "--mount", &m, "localhost/demo", "true"]);
