@@ -82,6 +82,10 @@ fn image_volumes_and_anonymous_volumes_go_with_run_rm() {
     let out = e.ok(&["run", "--rm", "-v", "/scratch", "localhost/withvol", "sh", "-c", "grep -c ' /srv \\| /scratch ' /proc/mounts; cat /srv/seed"]);
     assert_eq!(out, "2\nfrom the image\n");
     assert_eq!(e.ok(&["volume", "ls", "-q"]), "", "run --rm left anonymous volumes");
+    // Also when the command cannot start (docker's 127).
+    let out = e.berth(&["run", "--rm", "-v", "/scratch", "localhost/withvol", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "", "a failed run --rm left anonymous volumes");
     assert_eq!(std::fs::read_dir(e.dir.join("root/volumes")).unwrap().count(), 0);
 }
 
