@@ -30,7 +30,19 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE containers (
      ALTER TABLE containers ADD COLUMN started TEXT;
      ALTER TABLE containers ADD COLUMN finished TEXT;
      ALTER TABLE containers ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE containers ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;"];
+     ALTER TABLE containers ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;",
+    // Volumes (named and anonymous) and which containers mount them (volumes.rs).
+    "CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        created TEXT NOT NULL,
+        anonymous INTEGER NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '{}'
+     );
+     CREATE TABLE container_volumes (
+        container_id TEXT NOT NULL,
+        volume TEXT NOT NULL,
+        PRIMARY KEY (container_id, volume)
+     );"];
 
 /// The columns of a [`ContainerRow`], in the order `row` reads them.
 const COLUMNS: &str = "id, name, image, created, state, exit_code, auto_remove, image_id, chain, settings, pid, \
@@ -104,6 +116,11 @@ impl Db {
             tx.commit()?;
         }
         Ok(Db { conn })
+    }
+
+    /// The connection, for the other tables' modules (volumes.rs).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Record a new container; fails if the name is taken.

@@ -5,18 +5,28 @@
 //! and the user's flags, and drives the runtime in-process. See `docs/ARCHITECTURE.md`.
 
 pub mod backend;
+pub mod capabilities;
 pub mod db;
+pub mod devices;
+pub mod env_file;
 pub mod error;
 pub mod exec;
 pub mod image_rootfs;
+pub mod init_binary;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
+pub mod mount_request;
 pub mod overlay;
 pub mod run;
+pub mod seccomp_profile;
+pub mod security_opt;
 pub mod settings;
 pub mod specgen;
+pub mod sysctls;
+pub mod ulimits;
 pub mod user;
+pub mod volumes;
 
 pub use error::{Error, Result};
 
@@ -24,6 +34,7 @@ pub use error::{Error, Result};
 /// else: the engine forks containers from its own process. Re-executes the process unless
 /// the binary is already sealed (immutable, or on a read-only overlay); call it first.
 pub fn seal_binary() -> Result<()> {
+    init_binary::remember_location();
     Ok(berth_runtime::exe_seal::ensure_sealed()?)
 }
 /// A signal by name (with or without SIG) or number, as runc and docker accept them.
@@ -36,4 +47,6 @@ pub fn format_time(secs: i64, nanos: u32) -> String {
 }
 pub use run::Engine;
 pub use settings::{ContainerSettings, LogDriver, RestartPolicy};
+pub use mount_request::MountRequest;
 pub use specgen::{ContainerOptions, NetworkMode};
+pub use volumes::VolumeInfo;

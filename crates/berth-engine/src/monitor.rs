@@ -233,7 +233,7 @@ impl Engine {
                         tracing::warn!("container {id}: restart failed: {e}");
                     }
                     if row.auto_remove {
-                        let _ = self.remove(id, true);
+                        let _ = self.remove_unlocked(id);
                     }
                     return Err(e);
                 }
@@ -261,7 +261,7 @@ impl Engine {
             if foreground || now.stop_requested || !settings.restart.restarts(status, now.restart_count) {
                 self.db.clear_monitor(id)?;
                 if row.auto_remove {
-                    self.remove(id, true)?;
+                    self.remove_unlocked(id)?;
                 }
                 return Ok(status);
             }

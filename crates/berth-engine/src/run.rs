@@ -45,7 +45,7 @@ impl ContainerDirs {
     }
 }
 
-fn new_id() -> Result<String> {
+pub(crate) fn new_id() -> Result<String> {
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
@@ -117,6 +117,7 @@ impl Engine {
                 None => libc::SIGTERM,
             };
         }
+        settings.labels.extend(opts.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         if settings.command.is_empty() {
             settings.command = specgen::process_args(&rootfs.image.config, opts).unwrap_or_default();
         }
@@ -142,6 +143,7 @@ impl Engine {
             Ok(()) => Ok(id),
             Err(e) => {
                 let _ = self.remove_unlocked(&id);
+                let _ = self.remove_anonymous_volumes(&id);
                 Err(e)
             }
         }
@@ -159,8 +161,17 @@ impl Engine {
             ("/etc/hosts".to_string(), write_file(&d.base, "hosts", &format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"))?),
             ("/etc/resolv.conf".to_string(), write_file(&d.base, "resolv.conf", &resolv_conf())?),
         ];
+        let init = if opts.init { Some(crate::init_binary::locate()?) } else { None };
+        let mounts = self.prepare_mounts(id, &d.rootfs(), &rootfs.image.config, &opts.mounts)?;
         let spec = specgen::generate(
-            &SpecInputs { id, rootfs: &d.rootfs(), image_config: &rootfs.image.config, etc_files: &etc },
+            &SpecInputs {
+                id,
+                rootfs: &d.rootfs(),
+                image_config: &rootfs.image.config,
+                etc_files: &etc,
+                mounts: &mounts,
+                init_binary: init.as_deref(),
+            },
             opts,
         )?;
         let bytes = serde_json::to_vec(&spec).map_err(|e| Error::Invalid(format!("serialize the spec: {e}")))?;
@@ -215,9 +226,9 @@ impl Engine {
         self.spawn_monitor(id)
     }
 
-    /// Remove a container: its runtime state, root filesystem and record. A running one only
-    /// with `force` (killed first).
-    pub fn remove(&self, key: &str, force: bool) -> Result<()> {
+    /// Remove a container: its runtime state, root filesystem and record (and its anonymous
+    /// volumes with `volumes`). A running one only with `force` (killed first).
+    pub fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<()> {
         let row = self.find(key)?;
         let _lock = crate::lifecycle::ContainerLock::take(self, &row.id)?;
         if matches!(row.state.as_str(), "running" | "paused" | "restarting") {
@@ -231,20 +242,28 @@ impl Engine {
             self.kill_and_wait(&row)?;
         }
         // The monitor of a --rm container removed it already.
-        if self.db.find(&row.id)?.is_none() {
-            return Ok(());
+        if self.db.find(&row.id)?.is_some() {
+            self.remove_unlocked(&row.id)?;
         }
-        self.remove_unlocked(&row.id)
+        if volumes {
+            self.remove_anonymous_volumes(&row.id)?;
+        }
+        Ok(())
     }
 
-    /// Remove without the container lock (the monitor, the foreground run).
+    /// Remove without the container lock (the monitor, the foreground run); a `--rm`
+    /// container's anonymous volumes go with it, as with docker.
     pub(crate) fn remove_unlocked(&self, id: &str) -> Result<()> {
         let row = self.db.find(id)?;
+        let auto_remove = row.as_ref().is_some_and(|r| r.auto_remove);
         let runtime = row.as_ref().and_then(|r| ContainerSettings::from_json(&r.settings).ok()).and_then(|s| s.runtime);
         Backend::new(runtime.as_deref(), &self.run_root).delete(id, true)?;
         self.remove_files(id)?;
         let _ = std::fs::remove_dir_all(self.run_dir(id));
         self.db.remove(id)?;
+        if auto_remove {
+            self.remove_anonymous_volumes(id)?;
+        }
         Ok(())
     }
 

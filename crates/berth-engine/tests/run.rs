@@ -81,7 +81,7 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         for c in self.engine.containers().unwrap_or_default() {
-            let _ = self.engine.remove(&c.id, true);
+            let _ = self.engine.remove(&c.id, true, false);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -101,7 +101,7 @@ fn run_applies_the_image_config_and_the_users_flags() {
         hostname: Some("box".into()),
         ..Default::default()
     };
-    let id = f.engine.create("localhost/demo", Some("c1"), &opts, false).unwrap();
+    let id = f.engine.create("localhost/demo", Some("c1"), &opts, &berth_engine::ContainerSettings::default(), false).unwrap();
     let rootfs = f.dir.join("root/containers").join(&id).join("bundle/rootfs");
     assert!(mounted(&rootfs), "the overlay is not mounted");
     assert_eq!(f.engine.run_foreground(&id).unwrap(), 3);
@@ -114,8 +114,8 @@ fn run_applies_the_image_config_and_the_users_flags() {
     let row = f.engine.containers().unwrap().into_iter().find(|c| c.id == id).unwrap();
     assert_eq!((row.state.as_str(), row.exit_code), ("exited", Some(3)));
     // The name is taken while the container exists.
-    assert!(matches!(f.engine.create("localhost/demo", Some("c1"), &opts, false), Err(berth_engine::Error::NameInUse(_))));
-    f.engine.remove(&id, false).unwrap();
+    assert!(matches!(f.engine.create("localhost/demo", Some("c1"), &opts, &berth_engine::ContainerSettings::default(), false), Err(berth_engine::Error::NameInUse(_))));
+    f.engine.remove(&id, false, false).unwrap();
     assert!(!mounted(&rootfs));
     assert!(!f.dir.join("root/containers").join(&id).exists());
 }
@@ -128,7 +128,7 @@ fn run_with_rm_leaves_nothing_and_default_security_applies() {
         command: vec!["sh".into(), "-c".into(), "grep -q '^CapEff:.*a80425fb' /proc/self/status || exit 10; grep -q 'Seccomp:.*2' /proc/self/status || exit 11; exit 0".into()],
         ..Default::default()
     };
-    let id = f.engine.create("localhost/demo", None, &opts, true).unwrap();
+    let id = f.engine.create("localhost/demo", None, &opts, &berth_engine::ContainerSettings::default(), true).unwrap();
     assert_eq!(f.engine.run_foreground(&id).unwrap(), 0);
     assert!(f.engine.containers().unwrap().is_empty());
     assert!(!f.dir.join("root/containers").join(&id).exists());
@@ -137,10 +137,10 @@ fn run_with_rm_leaves_nothing_and_default_security_applies() {
 #[test]
 fn an_unknown_image_or_user_is_a_clear_error_and_leaves_nothing() {
     let f = Fixture::new("bad");
-    let err = f.engine.create("localhost/nope", None, &ContainerOptions::default(), false).unwrap_err();
+    let err = f.engine.create("localhost/nope", None, &ContainerOptions::default(), &berth_engine::ContainerSettings::default(), false).unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
     let opts = ContainerOptions { user: Some("ghost".into()), command: vec!["true".into()], ..Default::default() };
-    let err = f.engine.create("localhost/demo", None, &opts, false).unwrap_err();
+    let err = f.engine.create("localhost/demo", None, &opts, &berth_engine::ContainerSettings::default(), false).unwrap_err();
     assert!(err.to_string().contains("unable to find user ghost"), "{err}");
     assert!(f.engine.containers().unwrap().is_empty());
     assert_eq!(std::fs::read_dir(f.dir.join("root/containers")).unwrap().count(), 0);

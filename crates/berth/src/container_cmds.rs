@@ -468,6 +468,5 @@ pub fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<()> {
 /// `rm`.
 pub fn rm(ctx: &Context, a: RmArgs) -> anyhow::Result<()> {
     let engine = engine(ctx)?;
-    let _ = a.volumes;
-    each(&a.containers, |c| engine.remove(c, a.force).map_err(Into::into))
+    each(&a.containers, |c| engine.remove(c, a.force, a.volumes).map_err(Into::into))
 }

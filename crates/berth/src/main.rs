@@ -12,6 +12,7 @@ mod login_cmds;
 mod logs_cmd;
 mod progress;
 mod run_flags;
+mod volume_cmds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,6 +114,9 @@ enum Command {
         /// The container id.
         id: String,
     },
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volume_cmds::VolumeCommand),
 }
 
 /// `berth image …`
@@ -200,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => inspect_cmds::stats(&ctx, args),
         Command::Ps(args) => container_cmds::ps(&ctx, args),
         Command::Rm(args) => container_cmds::rm(&ctx, args),
+        Command::Volume(cmd) => volume_cmds::volume(&ctx, cmd),
         Command::Version => {
             println!("berth version {}", env!("CARGO_PKG_VERSION"));
             Ok(())

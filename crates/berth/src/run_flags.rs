@@ -2,16 +2,22 @@
 //! which limits, mounts and privileges), and their translation into `ContainerOptions`.
 //! Lifecycle flags (`-d`, `--rm`, `--name`, restart, logs) live in `container_cmds.rs`.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use anyhow::{anyhow, bail};
-use berth_engine::{ContainerOptions, NetworkMode};
+use berth_engine::{devices, env_file, mount_request, sysctls, ulimits, ContainerOptions, NetworkMode};
 use clap::Args;
 
 /// Spec flags of `run` and `create`.
 #[derive(Args, Debug, Default)]
 pub struct SpecFlags {
-    /// Set an environment variable (KEY=VALUE).
+    /// Set an environment variable (KEY=VALUE; KEY alone takes this shell's value).
     #[arg(short, long = "env")]
     pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines, # comments).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
     /// Working directory inside the container.
     #[arg(short, long)]
     pub workdir: Option<String>,
@@ -39,12 +45,75 @@ pub struct SpecFlags {
     /// CPUs (fractional).
     #[arg(long)]
     pub cpus: Option<f64>,
-    /// seccomp=unconfined, no-new-privileges.
+    /// Swap limit: memory plus swap (e.g. 1g; -1 for unlimited).
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// CPU shares (relative weight, 2–262144).
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on (e.g. 0-2,4).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// seccomp=unconfined|FILE, no-new-privileges, apparmor=PROFILE, label=…|disable.
     #[arg(long = "security-opt")]
     pub security_opt: Vec<String>,
     /// All capabilities, all devices, no seccomp, no masked paths.
     #[arg(long)]
     pub privileged: bool,
+    /// Bind a host path, mount a named volume or make an anonymous one: HOST:CTR[:ro|rw|z|Z], NAME:CTR[:ro], CTR.
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Mount: type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…].
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs: CTR[:OPTIONS].
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Add capabilities (NAME, CAP_NAME or ALL).
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop capabilities (NAME, CAP_NAME or ALL).
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Add a host device: HOST[:CTR][:rwm].
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// Resource limit: NAME=SOFT[:HARD] (e.g. nofile=1024:2048).
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Namespaced kernel parameter: KEY=VALUE.
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Size of /dev/shm (e.g. 64m).
+    #[arg(long = "shm-size")]
+    pub shm_size: Option<String>,
+    /// Container label: KEY=VALUE (also a spec annotation).
+    #[arg(short = 'l', long)]
+    pub label: Vec<String>,
+    /// Spec annotation: KEY=VALUE.
+    #[arg(long)]
+    pub annotation: Vec<String>,
+    /// Run berth-init as PID 1: it forwards signals and reaps zombies.
+    #[arg(long)]
+    pub init: bool,
+}
+
+/// `KEY=VALUE` (or `KEY`, an empty value) pairs of `flag`.
+fn key_values(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for v in values {
+        let (k, val) = v.split_once('=').unwrap_or((v.as_str(), ""));
+        if k.is_empty() {
+            bail!("{flag} {v:?}: expected KEY=VALUE");
+        }
+        out.insert(k.to_string(), val.to_string());
+    }
+    Ok(out)
+}
+
+/// Values of a list flag that may also be comma-separated (`--cap-add A,B`).
+fn split_commas(values: &[String]) -> Vec<String> {
+    values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()).map(String::from).collect()
 }
 
 /// Parse a size like 512m, 1g, 1024 (bytes).
@@ -81,19 +150,47 @@ impl SpecFlags {
             hostname: self.hostname.clone(),
             read_only: self.read_only,
             network,
-            memory: self.memory.as_deref().map(parse_size).transpose()?,
+            memory: self.memory.as_deref().map(|m| parse_size(m).map_err(|e| anyhow!("--memory: {e}"))).transpose()?,
             pids_limit: self.pids_limit,
             cpus: self.cpus,
             privileged: self.privileged,
             ..Default::default()
         };
-        for o in &self.security_opt {
-            match o.as_str() {
-                "seccomp=unconfined" => opts.seccomp_unconfined = true,
-                "no-new-privileges" | "no-new-privileges=true" => opts.no_new_privileges = true,
-                other => bail!("--security-opt {other:?} is not supported yet"),
-            }
+        let host_env = |k: &str| std::env::var(k).ok();
+        opts.env = self.env.iter().filter_map(|e| env_file::resolve_entry(e, &host_env)).collect();
+        for f in &self.env_file {
+            opts.env_file.extend(env_file::read(f)?);
         }
+        opts.apply_security_opts(&self.security_opt)?;
+        let size = |s: &str| parse_size(s).ok();
+        for v in &self.volume {
+            opts.mounts.push(mount_request::parse_volume(v)?);
+        }
+        for m in &self.mount {
+            opts.mounts.push(mount_request::parse_mount(m, &size)?);
+        }
+        for t in &self.tmpfs {
+            opts.mounts.push(mount_request::parse_tmpfs(t)?);
+        }
+        opts.cap_add = split_commas(&self.cap_add);
+        opts.cap_drop = split_commas(&self.cap_drop);
+        opts.devices = self.device.iter().map(|d| devices::parse(d)).collect::<Result<_, _>>()?;
+        opts.ulimits = self.ulimit.iter().map(|u| ulimits::parse(u)).collect::<Result<_, _>>()?;
+        for s in &self.sysctl {
+            let (k, v) = sysctls::parse(s, network == NetworkMode::None)?;
+            opts.sysctls.insert(k, v);
+        }
+        opts.shm_size = self.shm_size.as_deref().map(|s| parse_size(s).map_err(|e| anyhow!("--shm-size: {e}"))).transpose()?;
+        opts.memory_swap = match self.memory_swap.as_deref() {
+            None => None,
+            Some("-1") => Some(-1),
+            Some(s) => Some(parse_size(s).map_err(|e| anyhow!("--memory-swap: {e}"))?),
+        };
+        opts.cpu_shares = self.cpu_shares;
+        opts.cpuset_cpus = self.cpuset_cpus.clone();
+        opts.labels = key_values("--label", &self.label)?;
+        opts.annotations = key_values("--annotation", &self.annotation)?;
+        opts.init = self.init;
         Ok(opts)
     }
 }
@@ -101,6 +198,53 @@ impl SpecFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn flags(args: &[&str]) -> anyhow::Result<ContainerOptions> {
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            spec: SpecFlags,
+        }
+        let p = <P as clap::Parser>::try_parse_from(std::iter::once("run").chain(args.iter().copied()))?;
+        p.spec.to_options(vec!["true".into()], false)
+    }
+
+    #[test]
+    fn spec_flags_become_engine_options() {
+        let o = flags(&["-v", "/a:/b:ro", "--mount", "type=tmpfs,target=/t", "--tmpfs", "/run", "--cap-add", "sys_admin,net_admin",
+            "--cap-drop", "ALL", "--device", "/dev/null:/dev/n", "--ulimit", "nofile=1:2", "--sysctl", "kernel.msgmax=1",
+            "--shm-size", "1m", "-l", "a=1", "--label", "b", "--annotation", "x=y", "--memory", "1g", "--memory-swap", "-1",
+            "-c", "512", "--cpuset-cpus", "0", "--init", "--security-opt", "no-new-privileges"]).unwrap();
+        assert_eq!(o.mounts.len(), 3);
+        assert_eq!(o.cap_add, ["sys_admin", "net_admin"]);
+        assert_eq!((o.devices.len(), o.ulimits.len(), o.sysctls.len()), (1, 1, 1));
+        assert_eq!(o.shm_size, Some(1 << 20));
+        assert_eq!(o.labels.get("b").map(String::as_str), Some(""));
+        assert_eq!((o.memory_swap, o.cpu_shares, o.init, o.no_new_privileges), (Some(-1), Some(512), true, true));
+    }
+
+    #[test]
+    fn bad_spec_flag_values_name_their_flag() {
+        for (args, flag) in [
+            (&["--ulimit", "nofile"][..], "--ulimit"),
+            (&["--sysctl", "kernel.panic=1"][..], "--sysctl"),
+            (&["-v", "rel/path:/x"][..], "--volume"),
+            (&["--shm-size", "big"][..], "--shm-size"),
+            (&["--label", "=x"][..], "--label"),
+            (&["--security-opt", "bogus"][..], "--security-opt"),
+            (&["--env-file", "/nonexistent"][..], "--env-file"),
+        ] {
+            let err = format!("{:#}", flags(args).unwrap_err());
+            assert!(err.starts_with(flag), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_bare_e_key_takes_the_callers_value_or_nothing() {
+        std::env::set_var("BERTH_TEST_FROM_HOST", "yes");
+        let o = flags(&["-e", "BERTH_TEST_FROM_HOST", "-e", "BERTH_TEST_UNSET_VAR", "-e", "X=1"]).unwrap();
+        assert_eq!(o.env, ["BERTH_TEST_FROM_HOST=yes", "X=1"]);
+    }
 
     #[test]
     fn sizes_parse_like_docker() {
