@@ -95,8 +95,15 @@ impl Scratch {
 
     /// An OCI image archive of the busybox rootfs, named `name` (what `ctr image import` takes).
     pub fn busybox_oci_archive(&self, name: &str) -> PathBuf {
-        let layer = self.busybox_tar();
+        self.busybox_oci_archive_with_cmd(name, &["sh"])
+    }
+
+    /// An OCI image archive of the busybox rootfs whose image config runs `cmd` (a pod's
+    /// sandbox image: the CRI plugin starts the image's command as the pause container).
+    pub fn busybox_oci_archive_with_cmd(&self, name: &str, cmd: &[&str]) -> PathBuf {
+        let layer = if self.path("busybox.tar").exists() { self.path("busybox.tar") } else { self.busybox_tar() };
         let layout = self.path("oci");
+        let _ = std::fs::remove_dir_all(&layout);
         let blobs = layout.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).unwrap();
         let put = |bytes: &[u8]| -> (String, usize) {
@@ -107,7 +114,7 @@ impl Scratch {
         let (layer_digest, layer_size) = put(&std::fs::read(&layer).unwrap());
         let config = serde_json::json!({
             "architecture": go_arch(), "os": "linux",
-            "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+            "config": {"Env": ["PATH=/bin"], "Cmd": cmd},
             "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
         });
         let (config_digest, config_size) = put(config.to_string().as_bytes());
@@ -129,7 +136,7 @@ impl Scratch {
         });
         std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
         std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        let archive = self.path("busybox-oci.tar");
+        let archive = self.path(&format!("busybox-oci-{}.tar", sha256(name.as_bytes())));
         ok(&run(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).args(["oci-layout", "index.json", "blobs"]), 60));
         archive
     }
