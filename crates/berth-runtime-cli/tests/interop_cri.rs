@@ -1,16 +1,18 @@
 //! Kubernetes' path to berth-runtime: containerd 1.6's CRI plugin, driven over its gRPC socket as
-//! the kubelet drives it, runs a pod whose runtime handler `berth` is the io.containerd.runc.v2
+//! the kubelet drives it, runs pods whose runtime handler `berth` is the io.containerd.runc.v2
 //! shim with `BinaryName` = berth-runtime (README's Kubernetes configuration, minus the
 //! RuntimeClass, which only names the handler).
 //!
-//! The test starts a private containerd (config, root, state and sockets under its scratch
-//! directory, the CRI plugin on), imports a pause-like sandbox image built offline from
-//! busybox-static into the `k8s.io` namespace, and goes through the kubelet's calls:
-//! RunPodSandbox → CreateContainer → StartContainer → ExecSync → StopContainer → RemoveContainer
-//! → StopPodSandbox → RemovePodSandbox. The pod uses the host network (no CNI plugin or
-//! network namespace involved), its own pid/ipc/uts namespaces and a cgroup parent of its own.
-//! On drop it removes what is left of its pods, stops containerd and its shims, unmounts and
-//! removes its cgroups.
+//! Each test starts a private containerd (config, root, state and sockets under its scratch
+//! directory, the CRI plugin on, pod network namespaces mounted under its state dir), imports a
+//! pause-like sandbox image built offline from busybox-static into the `k8s.io` namespace, and
+//! goes through the kubelet's calls: RunPodSandbox → CreateContainer → StartContainer →
+//! ExecSync → StopContainer → RemoveContainer → StopPodSandbox → RemovePodSandbox, checking
+//! along the way that berth-runtime (its state under the handler's `Root`) runs the pause and
+//! the container. Pods have a cgroup parent of their own and either the host network or a
+//! network namespace set up by the CNI bridge plugin (Debian's containernetworking-plugins; a
+//! bridge of the test's own, no address on the host, no NAT). On drop a test removes what is
+//! left of its pods, stops containerd and its shims, unmounts, removes its cgroups and bridge.
 
 #[path = "common/interop.rs"]
 mod interop;
@@ -33,8 +35,28 @@ const HANDLER: &str = "berth";
 /// The namespace the CRI plugin keeps its containers in (the shim's runc root is `<Root>/k8s.io`).
 const CRI_NAMESPACE: &str = "k8s.io";
 
+/// Where the CNI plugins of Debian's containernetworking-plugins are.
+const CNI_BIN: &str = "/usr/lib/cni";
+/// libcni's result cache, which containerd 1.6 does not let a config move: removed again
+/// (when empty) if the test made it.
+const CNI_CACHE: &str = "/var/lib/cni";
+
+/// The pod's network.
+#[derive(Clone, Copy, PartialEq)]
+enum PodNetwork {
+    /// The host's (NamespaceMode NODE): no CNI plugin, no network namespace.
+    Host,
+    /// A network namespace of the pod's own, set up by the CNI bridge plugin (a bridge of the
+    /// test's own without address or NAT, host-local IPAM with its state in the scratch dir).
+    Bridge,
+}
+
 struct Cri {
     daemon: Option<Child>,
+    network: PodNetwork,
+    /// The bridge the CNI plugin creates (deleted on drop), with PodNetwork::Bridge.
+    bridge: Option<String>,
+    cni_cache_preexisted: bool,
     rt: tokio::runtime::Runtime,
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
@@ -46,9 +68,16 @@ struct Cri {
 
 impl Cri {
     /// A private containerd with the CRI plugin and the sandbox image, or None (reason printed).
-    fn start(test: &str) -> Option<Cri> {
-        if skip_unless(test, &["containerd", "ctr", "containerd-shim-runc-v2", "timeout", "tar", "sha256sum"]) {
+    fn start(test: &str, network: PodNetwork) -> Option<Cri> {
+        if skip_unless(test, &["containerd", "ctr", "containerd-shim-runc-v2", "timeout", "tar", "sha256sum", "ip"]) {
             return None;
+        }
+        if network == PodNetwork::Bridge {
+            let missing: Vec<&str> = ["bridge", "host-local", "loopback"].into_iter().filter(|p| !Path::new(CNI_BIN).join(p).is_file()).collect();
+            if !missing.is_empty() {
+                eprintln!("SKIP {test}: CNI plugins {} not in {CNI_BIN} (package containernetworking-plugins; scripts/setup installs it)", missing.join(", "));
+                return None;
+            }
         }
         let mut scratch = Scratch::new(test);
         let cgroup_parent = format!("/{}", scratch.tag);
@@ -58,6 +87,26 @@ impl Cri {
             std::fs::create_dir_all(scratch.path(d)).unwrap();
         }
         let d = |n: &str| scratch.path(n).to_string_lossy().into_owned();
+        let cni_cache_preexisted = Path::new(CNI_CACHE).exists();
+        let (cni_bin, bridge) = match network {
+            PodNetwork::Host => (d("cni-bin"), None),
+            PodNetwork::Bridge => {
+                let n = scratch.tag.rsplit('-').next().unwrap().parse::<u32>().unwrap_or(0);
+                let bridge = format!("bcri{}", (std::process::id() * 16 + n) % 1_000_000);
+                // A /24 of 10.200.0.0/13 for this test (no address on the host side: no route).
+                let net = (std::process::id() * 16 + n) % 2048;
+                let conf = serde_json::json!({
+                    "cniVersion": "0.4.0", "name": scratch.tag,
+                    "plugins": [{
+                        "type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false,
+                        "ipam": {"type": "host-local", "dataDir": d("cni-ipam"),
+                                 "ranges": [[{"subnet": format!("10.{}.{}.0/24", 200 + net / 256, net % 256)}]]},
+                    }],
+                });
+                std::fs::write(scratch.path("cni-conf/10-berth.conflist"), conf.to_string()).unwrap();
+                (CNI_BIN.to_string(), Some(bridge))
+            }
+        };
         let config = format!(
             "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
              [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n[debug]\n  level = \"debug\"\n\
@@ -71,7 +120,7 @@ impl Cri {
             root = d("root"),
             state = d("state"),
             sock = d("containerd.sock"),
-            cni_bin = d("cni-bin"),
+            cni_bin = cni_bin,
             cni_conf = d("cni-conf"),
             runc = runc_root.display(),
             restrict_oom = !has_cap_sys_resource(),
@@ -92,11 +141,14 @@ impl Cri {
         let up = wait_for(30, || ctr_up(&sock));
         let channel = up.then(|| rt.block_on(connect(&sock)));
         let Some(channel) = channel else {
-            let c = PartialCri { daemon: Some(daemon), scratch };
+            let c = PartialCri { daemon: Some(daemon), bridge, scratch };
             panic!("containerd did not come up: {}", c.log());
         };
         let mut c = Cri {
             daemon: Some(daemon),
+            network,
+            bridge,
+            cni_cache_preexisted,
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
             rt,
@@ -155,7 +207,10 @@ impl Cri {
                 cgroup_parent: self.cgroup_parent.clone(),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
-                        network: NamespaceMode::Node as i32,
+                        network: match self.network {
+                            PodNetwork::Host => NamespaceMode::Node as i32,
+                            PodNetwork::Bridge => NamespaceMode::Pod as i32,
+                        },
                         pid: NamespaceMode::Pod as i32,
                         ipc: NamespaceMode::Pod as i32,
                         ..Default::default()
@@ -194,6 +249,23 @@ impl Cri {
         let req = ContainerStatusRequest { container_id: id.into(), verbose: true };
         let r = self.rt.block_on(self.runtime.container_status(req));
         self.expect(r, "ContainerStatus")
+    }
+
+    fn pod_status(&mut self, id: &str) -> PodSandboxStatus {
+        let req = PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false };
+        let r = self.rt.block_on(self.runtime.pod_sandbox_status(req));
+        self.expect(r, "PodSandboxStatus").status.expect("PodSandboxStatus has a status")
+    }
+
+    /// A container of `pod` that runs `cmd` (the image's entrypoint is replaced).
+    fn container_config(name: &str, cmd: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
+            image: Some(ImageSpec { image: IMAGE.into(), ..Default::default() }),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            ..Default::default()
+        }
     }
 
     fn exec_sync(&mut self, id: &str, cmd: &[&str]) -> ExecSyncResponse {
@@ -246,13 +318,20 @@ impl Drop for Cri {
             let _ = self.rt.block_on(self.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.id }));
         }
         stop_daemon(&mut self.daemon);
-        // Scratch's drop kills shims still naming our socket, unmounts, removes the cgroups.
+        delete_link(self.bridge.as_deref());
+        if self.bridge.is_some() && !self.cni_cache_preexisted {
+            let _ = std::fs::remove_dir(Path::new(CNI_CACHE).join("results"));
+            let _ = std::fs::remove_dir(CNI_CACHE);
+        }
+        // Scratch's drop kills shims still naming our socket, unmounts (the pod's network
+        // namespace is mounted under containerd's state dir), removes the cgroups.
     }
 }
 
 /// containerd before the CRI client was connected: stopped on drop all the same.
 struct PartialCri {
     daemon: Option<Child>,
+    bridge: Option<String>,
     scratch: Scratch,
 }
 
@@ -265,6 +344,16 @@ impl PartialCri {
 impl Drop for PartialCri {
     fn drop(&mut self) {
         stop_daemon(&mut self.daemon);
+        delete_link(self.bridge.as_deref());
+    }
+}
+
+/// Delete a network link the test's CNI plugin made (the veth ends go with the netns).
+fn delete_link(name: Option<&str>) {
+    if let Some(name) = name {
+        if Path::new("/sys/class/net").join(name).exists() {
+            let _ = run(Command::new("ip").args(["link", "del", name]), 30);
+        }
     }
 }
 
@@ -314,7 +403,7 @@ fn cgroup_dir(controller: &str, parent: &str, id: &str) -> PathBuf {
 
 #[test]
 fn cri_pod_sandbox_and_container_run_under_berth_runtime() {
-    let Some(mut c) = Cri::start("cri_pod") else { return };
+    let Some(mut c) = Cri::start("cri_pod", PodNetwork::Host) else { return };
     let pod_config = c.pod_config("hello-berth");
     let pod = c.run_pod(&pod_config);
 
@@ -392,4 +481,66 @@ fn cri_pod_sandbox_and_container_run_under_berth_runtime() {
     assert!(left.iter().all(|n| n.starts_with('.')), "berth-runtime state left: {left:?}");
     let rootfs_mounts: Vec<String> = interop::mounts_under(&c.scratch.dir).into_iter().filter(|m| m.contains(&id) || m.contains(&pod)).collect();
     assert!(rootfs_mounts.is_empty(), "mounts of the pod left: {rootfs_mounts:?}");
+}
+
+/// The network namespace of a process (its nsfs inode, as readlink shows it).
+fn netns_of(pid: i64) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/net")).map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+#[test]
+fn cri_pod_network_namespace_from_cni_is_joined_by_its_container() {
+    let Some(mut c) = Cri::start("cri_cni", PodNetwork::Bridge) else { return };
+    let pod_config = c.pod_config("net-berth");
+    let pod = c.run_pod(&pod_config);
+    let status = c.pod_status(&pod);
+    let ip = status.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
+    assert!(ip.starts_with("10.2"), "the CNI bridge plugin gave the pod no address: {status:?}");
+
+    // berth-runtime created the pause container in the netns that the CNI plugin set up: the
+    // config it was given names the namespace by path (under containerd's state dir).
+    let pause = c.berth_state(&pod).expect("berth-runtime state of the sandbox");
+    let pause_pid = pause["pid"].as_i64().unwrap();
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(PathBuf::from(pause["bundle"].as_str().unwrap()).join("config.json")).unwrap()).unwrap();
+    let netns_path = spec["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network").and_then(|n| n["path"].as_str()).map(PathBuf::from);
+    let netns_path = netns_path.unwrap_or_else(|| panic!("the sandbox's spec joins no network namespace: {}", spec["linux"]["namespaces"]));
+    assert!(netns_path.starts_with(&c.scratch.dir), "netns {} outside containerd's state dir", netns_path.display());
+    assert_ne!(netns_of(pause_pid), netns_of(std::process::id() as i64), "the pause container is in the host's netns");
+
+    let id = c.create_container(&pod, &pod_config, Cri::container_config("web", &["sleep", "infinity"]));
+    c.start_container(&id);
+    let state = c.berth_state(&id).expect("berth-runtime state of the container");
+    assert_eq!(state["status"], "running");
+    // The container joined the pod's namespace (the shim passes it as /proc/<pause>/ns/net).
+    assert_eq!(netns_of(state["pid"].as_i64().unwrap()), netns_of(pause_pid), "container and pause in different netns");
+    let r = c.exec_sync(&id, &["ip", "-o", "-4", "addr", "show", "eth0"]);
+    let addr = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert!(addr.contains(&format!("inet {ip}/24")), "eth0 in the container: {addr:?} (pod ip {ip}) {}", String::from_utf8_lossy(&r.stderr));
+    let r = c.exec_sync(&id, &["cat", "/proc/net/dev"]);
+    assert!(String::from_utf8_lossy(&r.stdout).contains("lo:"), "no loopback in the pod's netns");
+
+    c.stop_container(&id, 2);
+    c.remove_container(&id);
+    c.stop_pod(&pod);
+    c.remove_pod(&pod);
+    assert!(c.berth_state(&pod).is_none() && c.berth_state(&id).is_none(), "berth-runtime still knows the pod's containers");
+    assert!(!netns_path.exists(), "the pod's netns {} outlived the pod", netns_path.display());
+    let left: Vec<String> = interop::mounts_under(&c.scratch.dir);
+    assert!(left.is_empty(), "mounts left after RemovePodSandbox: {left:?}");
+}
+
+#[test]
+fn cri_start_container_reports_berth_runtime_error() {
+    let Some(mut c) = Cri::start("cri_error", PodNetwork::Host) else { return };
+    let pod_config = c.pod_config("err-berth");
+    let pod = c.run_pod(&pod_config);
+    let id = c.create_container(&pod, &pod_config, Cri::container_config("missing", &["/nonexistent"]));
+    let r = c.rt.block_on(c.runtime.start_container(StartContainerRequest { container_id: id.clone() }));
+    let err = r.expect_err("StartContainer of a missing command succeeded");
+    // The shim reads berth-runtime's last `--log-format json` error line into its message.
+    assert!(err.message().contains(r#"exec: "/nonexistent": no such file or directory"#), "CRI's error lacks berth's: {}", err.message());
+    assert!(c.berth_state(&id).is_none(), "the failed create left berth-runtime state for {id}");
+    c.remove_container(&id);
+    c.stop_pod(&pod);
+    c.remove_pod(&pod);
 }
