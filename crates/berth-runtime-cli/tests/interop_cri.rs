@@ -7,7 +7,8 @@
 //! directory, the CRI plugin on, pod network namespaces mounted under its state dir), imports a
 //! pause-like sandbox image built offline from busybox-static into the `k8s.io` namespace, and
 //! goes through the kubelet's calls: RunPodSandbox → CreateContainer → StartContainer →
-//! ExecSync → StopContainer → RemoveContainer → StopPodSandbox → RemovePodSandbox, checking
+//! ExecSync → UpdateContainerResources → ContainerStats → StopContainer → RemoveContainer →
+//! StopPodSandbox → RemovePodSandbox, checking
 //! along the way that berth-runtime (its state under the handler's `Root`) runs the pause and
 //! the container. Pods have a cgroup parent of their own and either the host network or a
 //! network namespace set up by the CNI bridge plugin (Debian's containernetworking-plugins; a
@@ -274,6 +275,17 @@ impl Cri {
         self.expect(r, "ExecSync")
     }
 
+    fn update_resources(&mut self, id: &str, linux: LinuxContainerResources) {
+        let req = UpdateContainerResourcesRequest { container_id: id.into(), linux: Some(linux), ..Default::default() };
+        let r = self.rt.block_on(self.runtime.update_container_resources(req));
+        self.expect(r, "UpdateContainerResources");
+    }
+
+    fn container_stats(&mut self, id: &str) -> ContainerStats {
+        let r = self.rt.block_on(self.runtime.container_stats(ContainerStatsRequest { container_id: id.into() }));
+        self.expect(r, "ContainerStats").stats.expect("ContainerStats has stats")
+    }
+
     fn stop_container(&mut self, id: &str, timeout: i64) {
         let r = self.rt.block_on(self.runtime.stop_container(StopContainerRequest { container_id: id.into(), timeout }));
         self.expect(r, "StopContainer");
@@ -453,6 +465,17 @@ fn cri_pod_sandbox_and_container_run_under_berth_runtime() {
     let r = c.exec_sync(&id, &["ps", "-o", "comm"]);
     let ps = String::from_utf8_lossy(&r.stdout).into_owned();
     assert!(ps.lines().filter(|l| l.trim() == "sleep").count() >= 2, "pause and container not in one pid namespace: {ps}");
+
+    // UpdateContainerResources: the shim runs `berth-runtime update --resources -` (JSON on stdin).
+    let limits = LinuxContainerResources { memory_limit_in_bytes: 96 << 20, cpu_shares: 512, ..Default::default() };
+    c.update_resources(&id, limits);
+    assert_eq!(std::fs::read_to_string(mem.join("memory.limit_in_bytes")).unwrap().trim(), (96u64 << 20).to_string());
+    let shares = cgroup_dir("cpu", &c.cgroup_parent, &id).join("cpu.shares");
+    assert_eq!(std::fs::read_to_string(&shares).unwrap().trim(), "512", "{}", shares.display());
+    // ContainerStats: the shim reads the cgroups berth-runtime put the container in.
+    let stats = c.container_stats(&id);
+    let usage = stats.memory.and_then(|m| m.usage_bytes).map(|u| u.value).unwrap_or(0);
+    assert!(usage > 0, "no memory usage in ContainerStats");
 
     // The container's output reached the CRI log file (kubelet's format: time stream tag text).
     let log = c.scratch.path("logs/hello.log");
