@@ -14,6 +14,7 @@ import argparse, os, shutil, statistics, subprocess, tempfile, time
 
 from enginelib import (IMAGE, berth_cmd, busybox_rootfs_tar, kill_processes_mentioning, peak_rss,
                        peak_rss_launcher, podman_cleanup, podman_cmd, podman_run_opts, ratio_line, unmount_under)
+from summary import record
 
 
 def run_ok(cmd, what):
@@ -116,6 +117,10 @@ def main():
                 print(f"{what}: {line}")
         for n in notes:
             print("note:", n)
+        for what, med, k in (("started", ms, 0), ("removed", mr, 1)):
+            cell = lambda n: (med[n], statistics.median(x[k] for x in rss[n]))
+            record(f"{a.containers} detached containers {what}", "s", cell("berth") if "berth" in med else None,
+                   {"podman": cell("podman")}, why)
     finally:
         # What a failed round left: berth's containers (and their monitors), podman's.
         if os.path.isdir(os.path.join(base, "berth")):

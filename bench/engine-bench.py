@@ -11,6 +11,7 @@ import argparse, json, os, shutil, statistics, subprocess, tempfile
 
 from enginelib import (IMAGE, Dockerd, berth_cmd, busybox_rootfs_tar, peak_rss, peak_rss_launcher,
                        podman_cleanup, podman_cmd, podman_run_opts, ratio_line, timed, unmount_under)
+from summary import record
 
 RSS_RUNS = 5
 
@@ -82,6 +83,9 @@ def main():
         print(f"engine overhead over the bare runtime: {med['berth run --rm'] - med['berth-runtime run']:.2f} ms")
         for n in notes:
             print("note:", n)
+        both = lambda k: (med[k], statistics.median(rss[k]))
+        record("engine `run --rm IMG true`", "ms", both("berth run --rm"),
+               {k.split()[0]: both(k) for k in ("podman run --rm", "docker run --rm") if k in med})
     finally:
         if dockerd:
             dockerd.stop()

@@ -9,6 +9,8 @@ Usage: bench/runtime-bench.py [--runs N] [--profile plain|limits] [--berth PATH]
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
+from summary import record
+
 def build_bundle(base, profile, spec_from):
     bundle = os.path.join(base, "bundle")
     rootfs = os.path.join(bundle, "rootfs")
@@ -123,6 +125,9 @@ def main():
             print(f"berth / best peer ({best}): {med['berth-runtime'] / med[best]:.2f}x")
         for n in notes:
             print("note:", n)
+        rss_med = {n: statistics.median(v) for n, v in rss.items()}
+        record(f"runtime `run /bin/true` ({args.profile})", "ms", (med["berth-runtime"], rss_med["berth-runtime"]),
+               {n: (med[n], rss_med[n]) for n in peers})
     finally:
         subprocess.run(["umount", os.path.join(base, "hugetlb")], stderr=subprocess.DEVNULL)
         shutil.rmtree(base, ignore_errors=True)
