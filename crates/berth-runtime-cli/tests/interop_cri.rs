@@ -194,7 +194,7 @@ impl Cri {
         out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
     }
 
-    /// A pod on the host network, with a cgroup parent and a log directory of its own.
+    /// A pod on the test's network (host or CNI bridge), with a cgroup parent and a log directory of its own.
     fn pod_config(&self, name: &str) -> PodSandboxConfig {
         PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
