@@ -58,6 +58,8 @@ struct Cri {
     /// The bridge the CNI plugin creates (deleted on drop), with PodNetwork::Bridge.
     bridge: Option<String>,
     cni_cache_preexisted: bool,
+    /// Every pod this test ran (their CNI cache entries go on drop, should containerd not).
+    pods: Vec<String>,
     rt: tokio::runtime::Runtime,
     runtime: RuntimeServiceClient<Channel>,
     images: ImageServiceClient<Channel>,
@@ -150,6 +152,7 @@ impl Cri {
             network,
             bridge,
             cni_cache_preexisted,
+            pods: Vec::new(),
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
             rt,
@@ -228,7 +231,9 @@ impl Cri {
     fn run_pod(&mut self, config: &PodSandboxConfig) -> String {
         let req = RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: HANDLER.into() };
         let r = self.rt.block_on(self.runtime.run_pod_sandbox(req));
-        self.expect(r, "RunPodSandbox").pod_sandbox_id
+        let id = self.expect(r, "RunPodSandbox").pod_sandbox_id;
+        self.pods.push(id.clone());
+        id
     }
 
     fn create_container(&mut self, pod: &str, pod_config: &PodSandboxConfig, config: ContainerConfig) -> String {
@@ -331,9 +336,20 @@ impl Drop for Cri {
         }
         stop_daemon(&mut self.daemon);
         delete_link(self.bridge.as_deref());
-        if self.bridge.is_some() && !self.cni_cache_preexisted {
-            let _ = std::fs::remove_dir(Path::new(CNI_CACHE).join("results"));
-            let _ = std::fs::remove_dir(CNI_CACHE);
+        if self.bridge.is_some() {
+            // libcni's cached results of our pods (`<network>-<pod>-eth0`, `cni-loopback-<pod>-lo`):
+            // left when containerd died before tearing the pod's network down.
+            let results = Path::new(CNI_CACHE).join("results");
+            for e in std::fs::read_dir(&results).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&format!("{}-", self.scratch.tag)) || self.pods.iter().any(|p| name.contains(p.as_str())) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            if !self.cni_cache_preexisted {
+                let _ = std::fs::remove_dir(&results);
+                let _ = std::fs::remove_dir(CNI_CACHE);
+            }
         }
         // Scratch's drop kills shims still naming our socket, unmounts (the pod's network
         // namespace is mounted under containerd's state dir), removes the cgroups.
