@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
 """Engine start benchmark: `berth run --rm IMG true` vs `podman run --rm --network none IMG
-true` on the same busybox image (imported offline into both), alternating, N runs each; and
-`berth-runtime run` of a prepared bundle as the floor. Prints medians and ratios.
+true` vs `docker run --rm --network none IMG true` (a private dockerd, Debian's docker.io, with
+runc) on the same busybox image (imported offline into each), alternating, N runs each; and
+`berth-runtime run` of a prepared bundle as the floor. Prints medians, the peak RSS of the
+command (the client; daemons are listed apart) and ratios.
 
 Usage: bench/engine-bench.py [--runs N] [--berth-dir DIR]   (run as root; podman installed)
 """
-import argparse, os, shutil, statistics, subprocess, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, tempfile
 
-def timed(cmd, env=None):
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    dt = (time.perf_counter() - t0) * 1000
-    if p.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed ({p.returncode}): {p.stderr.decode(errors='replace')}")
-    return dt
+from enginelib import (IMAGE, Dockerd, berth_cmd, busybox_rootfs_tar, peak_rss, peak_rss_launcher,
+                       podman_cleanup, podman_cmd, podman_run_opts, ratio_line, timed, unmount_under)
+from summary import record
+
+RSS_RUNS = 5
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -23,61 +24,75 @@ def main():
     berth = os.path.join(a.berth_dir, "berth")
     runtime = os.path.join(a.berth_dir, "berth-runtime")
     base = tempfile.mkdtemp(prefix="berth-engine-bench-")
+    dockerd = None
+    notes = []
     try:
-        rootfs = os.path.join(base, "rootfs")
-        for d in ["bin", "etc", "tmp", "proc", "sys", "dev"]:
-            os.makedirs(os.path.join(rootfs, d))
-        shutil.copy("/bin/busybox", os.path.join(rootfs, "bin/busybox"))
-        for ap_ in ["sh", "true"]:
-            os.symlink("busybox", os.path.join(rootfs, "bin", ap_))
-        with open(os.path.join(rootfs, "etc/passwd"), "w") as f:
-            f.write("root:x:0:0:root:/root:/bin/sh\n")
-        with open(os.path.join(rootfs, "etc/group"), "w") as f:
-            f.write("root:x:0:\n")
-        tar = os.path.join(base, "rootfs.tar")
-        subprocess.run(["tar", "-C", rootfs, "-cf", tar, "."], check=True)
-        broot = os.path.join(base, "berth")
-        subprocess.run([berth, "--root", broot, "import", tar, "localhost/bench:latest"], check=True, stdout=subprocess.DEVNULL)
-        p = ["podman", "--root", os.path.join(base, "podman"), "--runroot", os.path.join(base, "podman-run"),
-             "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
-        subprocess.run(p + ["import", tar, "localhost/bench:latest"], check=True, stdout=subprocess.DEVNULL)
+        rootfs, tar = busybox_rootfs_tar(base)
+        launcher = peak_rss_launcher(base)
+        b = berth_cmd(berth, base)
+        subprocess.run(b + ["import", tar, IMAGE], check=True, stdout=subprocess.DEVNULL)
+        p = podman_cmd(base)
+        subprocess.run(p + ["import", "--quiet", tar, IMAGE], check=True, stdout=subprocess.DEVNULL)
+        if shutil.which("dockerd"):
+            dockerd = Dockerd(base)
+            subprocess.run(dockerd.cmd() + ["import", tar, IMAGE], check=True, stdout=subprocess.DEVNULL)
+            notes.append(f"docker {dockerd.version()} (runc), vfs storage, cgroupfs")
+        else:
+            notes.append("docker: dockerd not installed (package docker.io): row skipped")
         # The bare runtime on a prepared bundle, as the floor.
         bundle = os.path.join(base, "bundle")
         os.makedirs(bundle)
         subprocess.run(["cp", "-a", rootfs, os.path.join(bundle, "rootfs")], check=True)
         subprocess.run([runtime, "spec", "--bundle", bundle], check=True)
-        import json
         cfg = json.load(open(os.path.join(bundle, "config.json")))
         cfg["process"]["terminal"] = False
         cfg["process"]["args"] = ["true"]
         json.dump(cfg, open(os.path.join(bundle, "config.json"), "w"))
-        # podman's default rlimits (nofile 1048576) cannot be set where root lacks
-        # CAP_SYS_RESOURCE (this sandbox): give it the current hard limits.
-        import resource
-        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 32768)
-        ulimits = ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
-        rows = {"berth run --rm": [], "podman run --rm": [], "berth-runtime run": []}
+        rt_root = os.path.join(base, "rt")
+
+        commands = {
+            "berth run --rm": lambda i: b + ["run", "--rm", IMAGE, "true"],
+            "podman run --rm": lambda i: p + ["run", "--rm"] + podman_run_opts(base) + [IMAGE, "true"],
+        }
+        if dockerd:
+            commands["docker run --rm"] = lambda i: dockerd.cmd() + ["run", "--rm", "--network", "none", IMAGE, "true"]
+        commands["berth-runtime run"] = lambda i: [runtime, "--root", rt_root, "run", "--bundle", bundle, f"r{i}"]
+        rows = {k: [] for k in commands}
         for i in range(a.runs + 1):
-            b = timed([berth, "--root", broot, "run", "--rm", "localhost/bench", "true"])
-            pd = timed(p + ["run", "--rm", "--network", "none"] + ulimits + ["localhost/bench", "true"])
-            r = timed([runtime, "--root", os.path.join(base, "rt"), "run", "--bundle", bundle, f"r{i}"])
-            if i == 0:
-                continue  # warm-up
-            rows["berth run --rm"].append(b)
-            rows["podman run --rm"].append(pd)
-            rows["berth-runtime run"].append(r)
+            for k, cmd in commands.items():
+                ms = timed(cmd(i))
+                if i > 0:  # run 0 is the warm-up
+                    rows[k].append(ms)
+        rss = {k: [] for k in commands}
+        for i in range(RSS_RUNS):
+            for k, cmd in commands.items():
+                rss[k].append(peak_rss(launcher, cmd(f"rss{i}")))
+        if dockerd:
+            notes.append(f"docker's daemons (dockerd + its containerd), not in the RSS column: {dockerd.daemons_peak_rss_kib() // 1024} MiB peak")
+
         med = {k: statistics.median(v) for k, v in rows.items()}
-        print(f"engine `run --rm IMG true`, {a.runs} alternating runs each")
-        print(f"{'command':<22}{'median ms':>10}{'berth/this':>12}")
+        print(f"engine `run --rm IMG true`, {a.runs} alternating runs each; peak RSS: the command's own process")
+        print(f"{'command':<22}{'median ms':>10}{'p90 ms':>9}{'peak RSS KiB':>14}{'berth/this':>12}")
         for k in rows:
-            print(f"{k:<22}{med[k]:>10.2f}{med['berth run --rm'] / med[k]:>12.2f}")
+            v = sorted(rows[k])
+            p90 = v[min(len(v) - 1, int(len(v) * 0.9))]
+            print(f"{k:<22}{med[k]:>10.2f}{p90:>9.2f}{statistics.median(rss[k]):>14.0f}{med['berth run --rm'] / med[k]:>12.2f}")
+        line = ratio_line(med, "berth run --rm", ["podman run --rm", "docker run --rm"])
+        if line:
+            print(line)
         print(f"engine overhead over the bare runtime: {med['berth run --rm'] - med['berth-runtime run']:.2f} ms")
+        for n in notes:
+            print("note:", n)
+        both = lambda k: (med[k], statistics.median(rss[k]))
+        record("engine `run --rm IMG true`", "ms", both("berth run --rm"),
+               {k.split()[0]: both(k) for k in ("podman run --rm", "docker run --rm") if k in med})
     finally:
-        subprocess.run(["podman", "--root", os.path.join(base, "podman"), "--runroot", os.path.join(base, "podman-run"),
-                        "--storage-driver", "vfs", "rm", "-a", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(["umount", "-R", os.path.join(base, "podman")], stderr=subprocess.DEVNULL)
+        if dockerd:
+            dockerd.stop()
+        podman_cleanup(base)
+        unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
+
 
 if __name__ == "__main__":
     main()

@@ -198,10 +198,12 @@ for i in $(seq 0 "$runs"); do
 done
 podman_store_cleanup
 
-python3 - "$work" "$sizes" "$(cat "$cache/layers.txt")" "$runs" "$podman_driver" <<'EOF'
+python3 - "$work" "$sizes" "$(cat "$cache/layers.txt")" "$runs" "$podman_driver" "$here" <<'EOF'
 import statistics, sys
-work, sizes, how, runs, driver = sys.argv[1:]
-med = {}
+work, sizes, how, runs, driver, here = sys.argv[1:]
+sys.path.insert(0, here)
+from summary import record
+med, rss_med = {}, {}
 print(f"image: {sizes}; {how}")
 print(f"{runs} runs each, alternating, fresh stores; podman storage driver: {driver}")
 print(f"{'tool':<24}{'median s':>10}{'min s':>8}{'max s':>8}{'peak RSS MB':>13}")
@@ -209,7 +211,9 @@ for name, label in (("berth", "berth pull"), ("podman", "podman pull"), ("skopeo
     rows = [tuple(map(float, l.split())) for l in open(f"{work}/{name}.times")]
     t = [r[0] for r in rows]; rss = [r[1] / 1024 for r in rows]
     med[name] = statistics.median(t)
+    rss_med[name] = statistics.median(r[1] for r in rows)
     print(f"{label:<24}{med[name]:>10.2f}{min(t):>8.2f}{max(t):>8.2f}{statistics.median(rss):>13.0f}")
 print(f"berth / podman:        {med['berth'] / med['podman']:.2f}x  (target <= 0.35x)")
 print(f"berth / (skopeo+umoci): {med['berth'] / med['skopeo-umoci']:.2f}x")
+record("pull, " + ", ".join(sizes.split(", ")[:2]), "s", (med["berth"], rss_med["berth"]), {"podman": (med["podman"], rss_med["podman"])})
 EOF

@@ -9,6 +9,8 @@ Usage: bench/runtime-bench.py [--runs N] [--profile plain|limits] [--berth PATH]
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
+from summary import record
+
 def build_bundle(base, profile, spec_from):
     bundle = os.path.join(base, "bundle")
     rootfs = os.path.join(bundle, "rootfs")
@@ -67,17 +69,21 @@ def main():
         berth = subprocess.run([os.path.join(here, "..", "scripts", "build-release")], check=True,
                                stdout=subprocess.PIPE, text=True).stdout.strip()
     runtimes = [("berth-runtime", berth, ())]
+    notes = []
     for name in ["crun", "runc", "youki"]:
         path = shutil.which(name)
         if path:
             runtimes.append((name, path, ()))
+        elif name == "youki":
+            notes.append("youki not installed (Debian 12 does not package it): skipped")
+        else:
+            notes.append(f"{name} not installed (scripts/setup --bench installs it): skipped")
     base = tempfile.mkdtemp(prefix="berth-bench-")
     hugetlb_mnt = None
     try:
         bundle = build_bundle(base, args.profile, berth)
         samples = {n: [] for n, _, _ in runtimes}
         rss = {n: [] for n, _, _ in runtimes}
-        notes = []
         hugetlb_mnt = None
         for k, (name, binary, extra) in enumerate(runtimes):  # warm-up, not measured
             try:
@@ -113,8 +119,15 @@ def main():
             p90 = v[min(len(v) - 1, int(len(v) * 0.9))]
             ratio = med["berth-runtime"] / med[name]
             print(f"{name:<14}{med[name]:>10.2f}{p90:>9.2f}{statistics.median(rss[name]):>14.0f}{ratio:>12.2f}")
+        peers = [n for n, _, _ in runtimes if n != "berth-runtime"]
+        if peers:
+            best = min(peers, key=lambda n: med[n])
+            print(f"berth / best peer ({best}): {med['berth-runtime'] / med[best]:.2f}x")
         for n in notes:
             print("note:", n)
+        rss_med = {n: statistics.median(v) for n, v in rss.items()}
+        record(f"runtime `run /bin/true` ({args.profile})", "ms", (med["berth-runtime"], rss_med["berth-runtime"]),
+               {n: (med[n], rss_med[n]) for n in peers})
     finally:
         subprocess.run(["umount", os.path.join(base, "hugetlb")], stderr=subprocess.DEVNULL)
         shutil.rmtree(base, ignore_errors=True)

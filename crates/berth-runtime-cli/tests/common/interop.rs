@@ -95,8 +95,15 @@ impl Scratch {
 
     /// An OCI image archive of the busybox rootfs, named `name` (what `ctr image import` takes).
     pub fn busybox_oci_archive(&self, name: &str) -> PathBuf {
-        let layer = self.busybox_tar();
+        self.busybox_oci_archive_with_cmd(name, &["sh"])
+    }
+
+    /// An OCI image archive of the busybox rootfs whose image config runs `cmd` (a pod's
+    /// sandbox image: the CRI plugin starts the image's command as the pause container).
+    pub fn busybox_oci_archive_with_cmd(&self, name: &str, cmd: &[&str]) -> PathBuf {
+        let layer = if self.path("busybox.tar").exists() { self.path("busybox.tar") } else { self.busybox_tar() };
         let layout = self.path("oci");
+        let _ = std::fs::remove_dir_all(&layout);
         let blobs = layout.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).unwrap();
         let put = |bytes: &[u8]| -> (String, usize) {
@@ -107,7 +114,7 @@ impl Scratch {
         let (layer_digest, layer_size) = put(&std::fs::read(&layer).unwrap());
         let config = serde_json::json!({
             "architecture": go_arch(), "os": "linux",
-            "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+            "config": {"Env": ["PATH=/bin"], "Cmd": cmd},
             "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
         });
         let (config_digest, config_size) = put(config.to_string().as_bytes());
@@ -129,7 +136,7 @@ impl Scratch {
         });
         std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
         std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        let archive = self.path("busybox-oci.tar");
+        let archive = self.path(&format!("busybox-oci-{}.tar", sha256(name.as_bytes())));
         ok(&run(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).args(["oci-layout", "index.json", "blobs"]), 60));
         archive
     }
@@ -181,6 +188,11 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         self.kill_processes_under(Duration::from_secs(5));
+        // Containers whose client is gone (a daemon that did not clean up) live on in the
+        // test's cgroups: kill them there, since their command lines need not name our dir.
+        for cg in &self.cgroups {
+            kill_cgroup_members(cg);
+        }
         unmount_under(&self.dir);
         for cg in &self.cgroups {
             remove_cgroup_everywhere(cg);
@@ -228,6 +240,53 @@ pub fn unmount_under(dir: &Path) {
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| Path::new(p).starts_with(dir)).map(String::from).collect()
+}
+
+/// SIGKILL every process in `rel` or below, in every cgroup hierarchy (thawing frozen ones,
+/// which would not die), and wait up to 5 s for them to go.
+pub fn kill_cgroup_members(rel: &str) {
+    let rel = rel.trim_start_matches('/');
+    if rel.is_empty() {
+        return;
+    }
+    let mut dirs = Vec::new();
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else { return };
+    for h in hierarchies.filter_map(|e| e.ok()) {
+        collect_dirs(&h.path().join(rel), &mut dirs);
+    }
+    collect_dirs(&Path::new("/sys/fs/cgroup").join(rel), &mut dirs);
+    let members = |dirs: &[PathBuf]| -> Vec<i32> {
+        dirs.iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|procs| procs.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+            .collect()
+    };
+    if members(&dirs).is_empty() {
+        return;
+    }
+    for d in &dirs {
+        let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+        let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+    }
+    for pid in members(&dirs) {
+        // SAFETY: kill(2) on a pid read from the test's own cgroup; at worst it is gone (ESRCH).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    wait_for(5, || members(&dirs).is_empty());
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    if !dir.is_dir() {
+        return;
+    }
+    out.push(dir.to_path_buf());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_dirs(&e.path(), out);
+            }
+        }
+    }
 }
 
 /// rmdir `rel` (and its empty children, deepest first) in every cgroup hierarchy.
