@@ -10,7 +10,7 @@ the row is skipped with a note saying why.
 
 Usage: bench/detached-bench.py [--containers N] [--rounds R] [--berth-dir DIR]   (root)
 """
-import argparse, os, shutil, statistics, subprocess, tempfile, time
+import argparse, os, re, shutil, statistics, subprocess, tempfile, time
 
 from enginelib import (IMAGE, berth_cmd, busybox_rootfs_tar, kill_processes_mentioning, peak_rss,
                        peak_rss_launcher, podman_cleanup, podman_cmd, podman_run_opts, ratio_line, unmount_under)
@@ -33,21 +33,41 @@ class Engine:
     def rm_cmd(self, names):
         return self.base_cmd + ["rm", "-f"] + self.rm_opts + names
 
-    def round(self, n, tag):
-        """Start n containers, then remove them all: (start-all s, remove-all s)."""
+    def round(self, n, tag, base):
+        """Start n containers, then remove them all: (start-all s, remove-all s, the RSS in KiB
+        of each idle container's monitor: berth's `__monitor`, podman's conmon)."""
         names = [f"b{tag}-{k}" for k in range(n)]
         t0 = time.perf_counter()
         for cname in names:
             run_ok(self.run_cmd(cname), f"{self.name} run -d")
         t1 = time.perf_counter()
+        monitors = monitor_rss(self.name, base)
+        t1b = time.perf_counter()
         run_ok(self.rm_cmd(names), f"{self.name} rm -f")
         t2 = time.perf_counter()
-        return t1 - t0, t2 - t1
+        return t1 - t0, t2 - t1b, monitors
 
     def peak_rss(self, launcher, tag):
         """Peak RSS (KiB) of one `run -d` and of one `rm -f`."""
         cname = f"rss-{tag}"
         return peak_rss(launcher, self.run_cmd(cname)), peak_rss(launcher, self.rm_cmd([cname]))
+
+
+def monitor_rss(engine, base):
+    """VmRSS (KiB) of every monitor process of this benchmark's containers."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            status = open(f"/proc/{pid}/status").read()
+        except OSError:
+            continue
+        mine = any(base.encode() in a for a in argv)
+        is_monitor = (b"__monitor" in argv) if engine == "berth" else argv[0].endswith(b"conmon")
+        m = re.search(r"VmRSS:\s+(\d+)", status)
+        if mine and is_monitor and m:
+            out.append(int(m.group(1)))
+    return out
 
 
 def berth_detached_works(engine):
@@ -89,12 +109,14 @@ def main():
 
         start = {e.name: [] for e in engines}
         remove = {e.name: [] for e in engines}
+        monitors = {e.name: [] for e in engines}
         for r in range(a.rounds + 1):
             for e in engines:
-                s, rm = e.round(a.containers, r)
+                s, rm, mon = e.round(a.containers, r, base)
                 if r > 0:  # round 0 is the warm-up
                     start[e.name].append(s)
                     remove[e.name].append(rm)
+                    monitors[e.name].extend(mon)
         rss = {e.name: [e.peak_rss(launcher, i) for i in range(3)] for e in engines}
 
         ms = {n: statistics.median(v) for n, v in start.items()}
@@ -115,6 +137,13 @@ def main():
             line = ratio_line(med, "berth", ["podman"])
             if line:
                 print(f"{what}: {line}")
+        mon = {n: statistics.median(v) for n, v in monitors.items() if v}
+        if mon:
+            print("idle monitor RSS per container (median VmRSS): "
+                  + ", ".join(f"{n} {kib:.0f} KiB ({'berth __monitor' if n == 'berth' else 'conmon'})" for n, kib in mon.items()))
+            record("monitor RSS of an idle detached container", "MiB",
+                   [mon["berth"] / 1024, mon["berth"]] if "berth" in mon else None,
+                   {"podman (conmon)": [mon["podman"] / 1024, mon["podman"]]} if "podman" in mon else {}, why)
         for n in notes:
             print("note:", n)
         for what, med, k in (("started", ms, 0), ("removed", mr, 1)):

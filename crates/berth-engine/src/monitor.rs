@@ -1,6 +1,7 @@
 //! The per-container monitor: the process that holds a container's stdio (pipes or a pty),
 //! writes its log, waits for its init, records the exit, applies the restart policy, removes
-//! a `--rm` container and serves attach clients.
+//! a `--rm` container and takes attach clients' input (`attach.sock`: raw stdin bytes; the
+//! output is read from the log).
 //!
 //! Detached (`run -d`, `start`), it is a double-forked child of the `berth` command with its
 //! own session, and outlives it. In the foreground, the `berth` process is the monitor.
@@ -25,12 +26,6 @@ use crate::error::{Error, IoContext, Result};
 use crate::logs::{LogWriter, Stream};
 use crate::run::Engine;
 use crate::settings::ContainerSettings;
-
-/// Frames on the attach socket: one byte of stream (1 stdout, 2 stderr), a big-endian u32
-/// length, the data. Clients write raw stdin bytes.
-pub const ATTACH_STDOUT: u8 = 1;
-/// See [`ATTACH_STDOUT`].
-pub const ATTACH_STDERR: u8 = 2;
 
 /// How the monitor presents the container's output.
 pub(crate) enum Mode {
@@ -424,21 +419,13 @@ fn pump(l: Launched, fwd: &Forwarder, log: &mut LogWriter, attach: Option<&UnixL
                 continue;
             }
             let src = if i == 2 { &mut out } else { &mut err };
-            if !relay(src, stream, &mut buf, log, &mut clients, foreground) {
+            if !relay(src, stream, &mut buf, log, foreground) {
                 *src = None;
-            }
-        }
-        if fds[4].revents != 0 {
-            if let Some(a) = attach {
-                while let Ok((c, _)) = a.accept() {
-                    let _ = c.set_nonblocking(true);
-                    clients.push(c);
-                }
             }
         }
         let mut gone = Vec::new();
         for (k, c) in clients.iter_mut().enumerate() {
-            if fds[5 + k].revents == 0 {
+            if fds.get(5 + k).is_none_or(|f| f.revents == 0) {
                 continue;
             }
             match c.read(&mut buf) {
@@ -459,6 +446,15 @@ fn pump(l: Launched, fwd: &Forwarder, log: &mut LogWriter, attach: Option<&UnixL
         for k in gone.into_iter().rev() {
             clients.remove(k);
         }
+        // New clients last: the loop above indexes `fds` by the clients polled.
+        if fds[4].revents != 0 {
+            if let Some(a) = attach {
+                while let Ok((c, _)) = a.accept() {
+                    let _ = c.set_nonblocking(true);
+                    clients.push(c);
+                }
+            }
+        }
         if fds[1].revents != 0 || pidfd.is_none() || fds[0].revents != 0 {
             status = reap_children(pid);
             if status.is_none() && pidfd.is_some() && fds[1].revents != 0 {
@@ -469,13 +465,15 @@ fn pump(l: Launched, fwd: &Forwarder, log: &mut LogWriter, attach: Option<&UnixL
     }
     // What the container wrote just before it exited.
     for (src, stream) in [(&mut out, Stream::Stdout), (&mut err, Stream::Stderr)] {
-        while src.is_some() && relay(src, stream, &mut buf, log, &mut clients, foreground) {}
+        while src.is_some() && relay(src, stream, &mut buf, log, foreground) {}
     }
     status.unwrap_or(-1)
 }
 
-/// Move one read of `src` to the log, our stdio and attach clients; false at EOF/error/empty.
-fn relay(src: &mut Option<OwnedFd>, stream: Stream, buf: &mut [u8], log: &mut LogWriter, clients: &mut Vec<UnixStream>, foreground: bool) -> bool {
+/// Move one read of `src` to the log and, in the foreground, our stdio; false at
+/// EOF/error/empty. (Attach clients read the output from the log: a client that does not
+/// read can never stall the monitor, hence the container.)
+fn relay(src: &mut Option<OwnedFd>, stream: Stream, buf: &mut [u8], log: &mut LogWriter, foreground: bool) -> bool {
     let Some(fd) = src.as_ref() else { return false };
     // SAFETY: read into a valid buffer.
     let n = unsafe { libc::read(fd.as_fd().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -491,17 +489,6 @@ fn relay(src: &mut Option<OwnedFd>, stream: Stream, buf: &mut [u8], log: &mut Lo
     if foreground {
         write_all_fd(if stream == Stream::Stdout { 1 } else { 2 }, data);
     }
-    let tag = if stream == Stream::Stdout { ATTACH_STDOUT } else { ATTACH_STDERR };
-    let mut frame = Vec::with_capacity(5 + data.len());
-    frame.push(tag);
-    frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    frame.extend_from_slice(data);
-    clients.retain_mut(|c| {
-        let _ = c.set_nonblocking(false);
-        let ok = c.write_all(&frame).is_ok();
-        let _ = c.set_nonblocking(true);
-        ok
-    });
     true
 }
 

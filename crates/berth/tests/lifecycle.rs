@@ -281,3 +281,24 @@ fn an_external_runc_compatible_runtime_drives_the_container() {
     e.ok(&["rm", "r"]);
     assert_eq!(e.mounts(), 0);
 }
+
+#[test]
+fn start_attach_interactive_feeds_stdin_through_the_monitor() {
+    let e = Env::new("attach-stdin");
+    e.ok(&["create", "-i", "--name", "cat", "localhost/demo", "sh", "-c", "while read l; do echo got $l; done; echo eof"]);
+    let mut child = e
+        .cmd(&["start", "-a", "-i", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"one\ntwo\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got one\ngot two\neof\n", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+}
