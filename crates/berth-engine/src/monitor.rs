@@ -240,6 +240,9 @@ impl Engine {
                     let _ = (&std::fs::File::from(r)).write_all(b"ok");
                 }
             }
+            if !foreground {
+                release_startup_pages();
+            }
             first = false;
             let status = if foreground && settings.tty {
                 let master = launched.master.ok_or_else(|| Error::Invalid("no terminal was received".into()))?;
@@ -356,6 +359,45 @@ impl Engine {
 
 /// The fd on which an exec'd monitor reports "ok" or the start error.
 const MONITOR_REPORT_FD: i32 = 3;
+
+/// Drop from this process's memory the executable's read-only pages touched while starting
+/// the container (argument parsing, the runtime, SQLite setup): an idle monitor then holds
+/// only what its poll loop uses, re-faulted from the page cache. Only segments that are never
+/// written (text, read-only data outside RELRO) are dropped: MADV_DONTNEED on a private file
+/// mapping discards private changes, which those segments cannot have.
+fn release_startup_pages() {
+    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _size: libc::size_t, _data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: the loader passes a valid dl_phdr_info whose phdrs array has dlpi_phnum entries.
+        let info = unsafe { &*info };
+        // Only the main program (the first object, with an empty name).
+        // SAFETY: dlpi_name is a NUL-terminated string or null.
+        if !info.dlpi_name.is_null() && unsafe { *info.dlpi_name } != 0 {
+            return 1;
+        }
+        // SAFETY: as above.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        let relro = phdrs.iter().find(|p| p.p_type == libc::PT_GNU_RELRO).map(|p| (p.p_vaddr, p.p_vaddr + p.p_memsz));
+        let page = 4096u64;
+        for p in phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_W == 0) {
+            let (start, end) = (p.p_vaddr, p.p_vaddr + p.p_filesz);
+            if relro.is_some_and(|(rs, re)| start < re && rs < end) {
+                continue;
+            }
+            // Whole pages inside the segment only.
+            let first = start.div_ceil(page) * page;
+            let last = end / page * page;
+            if last > first {
+                let addr = (info.dlpi_addr + first) as *mut libc::c_void;
+                // SAFETY: the range lies inside a read-only, never-written mapping of our own
+                // executable; dropping it only makes later accesses fault the pages back in.
+                unsafe { libc::madvise(addr, (last - first) as usize, libc::MADV_DONTNEED) };
+            }
+        }
+        1
+    }
+    // SAFETY: dl_iterate_phdr calls `each` with loader-owned data; no state is passed.
+    unsafe { libc::dl_iterate_phdr(Some(each), std::ptr::null_mut()) };
+}
 
 fn unblock_signals() {
     // SAFETY: sigprocmask with an empty set.
