@@ -396,7 +396,11 @@ fn release_startup_pages() {
         1
     }
     // SAFETY: dl_iterate_phdr calls `each` with loader-owned data; no state is passed.
-    unsafe { libc::dl_iterate_phdr(Some(each), std::ptr::null_mut()) };
+    // malloc_trim returns the heap freed after setup to the kernel.
+    unsafe {
+        libc::dl_iterate_phdr(Some(each), std::ptr::null_mut());
+        libc::malloc_trim(0);
+    }
 }
 
 fn unblock_signals() {
