@@ -156,7 +156,7 @@ fn sub_cgroup_paths(
             let wanted = match &controllers {
                 None => true,
                 // "" is the unified (v2) hierarchy, named as runc does.
-                Some(list) => list.iter().any(|c| *c == ctrl.as_str() || (ctrl.is_empty() && *c == "")),
+                Some(list) => list.iter().any(|c| *c == ctrl.as_str() || (ctrl.is_empty() && c.is_empty())),
             };
             if wanted {
                 let sub_dir = paths[ctrl].join(rel);

@@ -452,7 +452,7 @@ pub fn ps(ctx: &Context, a: PsArgs) -> anyhow::Result<()> {
             }
         }
         None => {
-            println!("{:<14}{:<32}{:<24}{:<32}{:<20}{}", "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES");
+            println!("{:<14}{:<32}{:<24}{:<32}{:<20}NAMES", "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS");
             for r in &rows {
                 let mut cmd = engine.settings(r).map(|s| s.command.join(" ")).unwrap_or_default();
                 if cmd.len() > 20 && !a.no_trunc {

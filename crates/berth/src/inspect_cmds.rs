@@ -234,7 +234,7 @@ pub fn stats(ctx: &Context, a: StatsArgs) -> anyhow::Result<()> {
         }
         let t0 = std::time::Instant::now();
         std::thread::sleep(std::time::Duration::from_millis(200));
-        println!("{:<14}{:<24}{:<10}{:<24}{:<10}{}", "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS");
+        println!("{:<14}{:<24}{:<10}{:<24}{:<10}PIDS", "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %");
         for (row, before) in first {
             let (_, after) = engine.stats(&row.id)?;
             let dt = t0.elapsed().as_nanos() as f64;
