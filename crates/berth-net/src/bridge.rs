@@ -1,0 +1,255 @@
+//! The bridge driver: a container joins a network through a veth pair whose host end is
+//! enslaved to the network's bridge; it leaves by the deletion of that veth. The bridge
+//! exists while at least one container is on it; the nftables table while at least one
+//! container is on any network.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::etc::{self, HostEntry};
+use crate::netlink::{self, RouteSocket, VethPair};
+use crate::networks::{Networks, DEFAULT_NETWORK};
+use crate::nft::{self, ActiveNetwork, ActivePort};
+use crate::ports::PortMapping;
+use crate::state::{ContainerNames, Endpoint, NetworkRecord};
+
+/// What the engine asks for when a container joins a network.
+#[derive(Debug, Clone)]
+pub struct AttachRequest {
+    /// Container id (64 hex).
+    pub container: String,
+    /// Container name (resolvable by its peers).
+    pub name: String,
+    /// Its hostname.
+    pub hostname: String,
+    /// Its network namespace (`/proc/<pid>/ns/net`).
+    pub netns: PathBuf,
+    /// The network (name or id).
+    pub network: String,
+    /// `--ip`.
+    pub ip: Option<Ipv4Addr>,
+    /// `-p` (host port 0: chosen now).
+    pub ports: Vec<PortMapping>,
+    /// The engine-owned file bind-mounted on its /etc/hosts.
+    pub hosts_file: PathBuf,
+    /// `--add-host`.
+    pub extra_hosts: Vec<HostEntry>,
+}
+
+/// What the container got.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// Its network.
+    pub network: NetworkRecord,
+    /// Its address and interfaces.
+    pub endpoint: Endpoint,
+    /// Its published ports, host ports resolved.
+    pub ports: Vec<PortMapping>,
+}
+
+/// The host end of a container's veth on a network: `bv` + 8 hex of the id + 4 of the
+/// network name's hash (14 bytes; IFNAMSIZ is 16 with the NUL).
+fn host_ifname(container: &str, network: &str) -> String {
+    let h = network.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("bv{}{:04x}", container.get(..8).unwrap_or(container), h & 0xffff)
+}
+
+fn write_sysctl(path: &str, value: &str) -> Result<()> {
+    match std::fs::read_to_string(path) {
+        Ok(v) if v.trim() == value => Ok(()),
+        _ => std::fs::write(path, value).map_err(|source| Error::Io { context: format!("write {path}"), source }),
+    }
+}
+
+impl Networks {
+    /// Join a container to a network: address, veth, routes, rules, hosts files. On failure
+    /// nothing of it is left.
+    pub fn attach(&mut self, req: &AttachRequest) -> Result<Attachment> {
+        let net = self.get(&req.network)?;
+        let mut ports = req.ports.clone();
+        for p in &mut ports {
+            p.claim_host_port()?;
+        }
+        let _lock = self.lock()?;
+        self.state.upsert_container(&ContainerNames {
+            container: req.container.clone(),
+            name: req.name.clone(),
+            hostname: req.hostname.clone(),
+            hosts_file: req.hosts_file.to_string_lossy().into_owned(),
+            extra_hosts: etc::encode_entries(&req.extra_hosts),
+        })?;
+        let endpoint = self.state.reserve(&net, &req.container, req.ip, &host_ifname(&req.container, &net.name), &ports)?;
+        match self.plumb(&net, &endpoint, req) {
+            Ok(()) => Ok(Attachment { network: net, endpoint, ports }),
+            Err(e) => {
+                if let Err(e2) = self.unplumb(&endpoint) {
+                    tracing::warn!("network {}: undoing a failed attach: {e2}", net.name);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn plumb(&mut self, net: &NetworkRecord, ep: &Endpoint, req: &AttachRequest) -> Result<()> {
+        let mut host = RouteSocket::open()?;
+        let bridge_index = match host.link_index(&net.bridge)? {
+            Some(i) => {
+                host.set_up(i)?;
+                i
+            }
+            None => host.create_bridge(&net.bridge, net.mtu)?,
+        };
+        host.add_address(bridge_index, net.gateway, net.subnet.prefix)?;
+        // The host's own 127.0.0.1 reaches published ports through this bridge (see nft.rs).
+        write_sysctl(&format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
+        if !net.internal {
+            write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+        }
+        let ns = netlink::open_netns(&req.netns)?;
+        host.create_veth(&VethPair { host_name: &ep.host_ifname, peer_name: &ep.ifname, peer_netns: netlink::raw(&ns), bridge_index, mtu: net.mtu })?;
+        let mut inner = RouteSocket::in_netns(&req.netns)?;
+        let lo = inner.link_index("lo")?.ok_or_else(|| Error::Invalid("the container has no loopback".into()))?;
+        inner.set_up(lo)?;
+        let eth = inner.link_index(&ep.ifname)?.ok_or_else(|| Error::Invalid(format!("{} vanished from the container", ep.ifname)))?;
+        inner.add_address(eth, ep.ip, net.subnet.prefix)?;
+        if ep.ifname == "eth0" {
+            inner.add_default_route(net.gateway)?;
+        }
+        self.apply_rules()?;
+        self.refresh_hosts(&net.name, Some(&req.container))
+    }
+
+    /// Undo an endpoint: veth (its peer goes with it), reservation, rules, the bridge when
+    /// empty, the peers' hosts files.
+    fn unplumb(&mut self, ep: &Endpoint) -> Result<()> {
+        let mut host = RouteSocket::open()?;
+        host.delete_link(&ep.host_ifname)?;
+        self.state.release(&ep.network, &ep.container)?;
+        self.apply_rules()?;
+        if self.state.endpoints_on(&ep.network)?.is_empty() {
+            if let Some(n) = self.state.network(&ep.network)? {
+                host.delete_link(&n.bridge)?;
+            }
+        } else {
+            self.refresh_hosts(&ep.network, None)?;
+        }
+        Ok(())
+    }
+
+    /// Take a container off one network (or all): idempotent.
+    pub fn detach(&mut self, container: &str, network: Option<&str>) -> Result<()> {
+        let net = network.map(|n| self.get(n)).transpose()?;
+        let _lock = self.lock()?;
+        let eps = self.state.endpoints_of(container)?;
+        let eps: Vec<Endpoint> = eps.into_iter().filter(|e| net.as_ref().map_or(true, |n| n.name == e.network)).collect();
+        if let (Some(n), true) = (&net, eps.is_empty()) {
+            return Err(Error::Invalid(format!("container {} is not connected to network {}", container.get(..12).unwrap_or(container), n.name)));
+        }
+        for ep in &eps {
+            self.unplumb(ep)?;
+        }
+        if network.is_some() {
+            // The container stays on its other networks: its own hosts file loses this one.
+            if let Some(first) = self.state.endpoints_of(container)?.first() {
+                let first = first.network.clone();
+                self.refresh_hosts(&first, Some(container))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Release what containers that are gone (crashed `berth`, killed monitor) still hold;
+    /// `alive` says whether a container id still runs. Returns the containers released.
+    pub fn reconcile(&mut self, alive: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+        let mut dead: Vec<String> = self.state.endpoints()?.into_iter().map(|e| e.container).filter(|c| !alive(c)).collect();
+        dead.sort();
+        dead.dedup();
+        for c in &dead {
+            tracing::info!("network: releasing the addresses of container {c}, which is gone");
+            self.detach(c, None)?;
+        }
+        Ok(dead)
+    }
+
+    /// Rebuild berth's nftables table from the database, and delete bridges without
+    /// containers (what a crash between two steps may leave).
+    pub fn sync_host(&mut self) -> Result<()> {
+        let _lock = self.lock()?;
+        self.apply_rules()?;
+        let mut host = RouteSocket::open()?;
+        for n in self.state.networks()? {
+            if self.state.endpoints_on(&n.name)?.is_empty() {
+                host.delete_link(&n.bridge)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_rules(&self) -> Result<()> {
+        let endpoints = self.state.endpoints()?;
+        let nets = self.state.networks()?;
+        let active: Vec<ActiveNetwork> = nets
+            .iter()
+            .filter(|n| endpoints.iter().any(|e| e.network == n.name))
+            .map(|n| ActiveNetwork { bridge: n.bridge.clone(), subnet: n.subnet, internal: n.internal })
+            .collect();
+        let ports: Vec<ActivePort> = self
+            .state
+            .ports(None)?
+            .into_iter()
+            .filter_map(|p| {
+                let ep = endpoints.iter().find(|e| e.container == p.container && e.network == p.network)?;
+                let n = nets.iter().find(|n| n.name == p.network)?;
+                Some(ActivePort { mapping: p.mapping, container_ip: ep.ip, bridge: n.bridge.clone() })
+            })
+            .collect();
+        nft::apply(nft::render(&active, &ports).as_deref())
+    }
+
+    /// Rewrite the hosts files on a network: every container's on a user network (they list
+    /// each other), only `only`'s on the default one (docker's default bridge has no names).
+    fn refresh_hosts(&self, network: &str, only: Option<&str>) -> Result<()> {
+        let eps = self.state.endpoints_on(network)?;
+        let targets: Vec<&Endpoint> = if network == DEFAULT_NETWORK {
+            eps.iter().filter(|e| Some(e.container.as_str()) == only).collect()
+        } else {
+            eps.iter().collect()
+        };
+        for t in targets {
+            let Some(me) = self.state.container(&t.container)? else { continue };
+            let mine = self.state.endpoints_of(&t.container)?;
+            let own: Vec<Ipv4Addr> = mine.iter().map(|e| e.ip).collect();
+            let mut peers = Vec::new();
+            for my in mine.iter().filter(|e| e.network != DEFAULT_NETWORK) {
+                for p in self.state.endpoints_on(&my.network)?.iter().filter(|p| p.container != t.container) {
+                    if let Some(pc) = self.state.container(&p.container)? {
+                        let mut names = vec![pc.name.clone()];
+                        if pc.hostname != pc.name {
+                            names.push(pc.hostname.clone());
+                        }
+                        peers.push(HostEntry { ip: p.ip.into(), names });
+                    }
+                }
+            }
+            let text = etc::hosts(&me.hostname, &me.name, &own, &etc::decode_entries(&me.extra_hosts), &peers);
+            if let Err(e) = etc::rewrite_in_place(std::path::Path::new(&me.hosts_file), &text) {
+                // A container being removed may have lost its files already.
+                tracing::debug!("hosts of {}: {e}", me.container);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_interface_names_fit_ifnamsiz_and_differ_per_network() {
+        let a = host_ifname("0123456789abcdef", "web");
+        assert!(a.len() <= 15, "{a}");
+        assert_ne!(a, host_ifname("0123456789abcdef", "db"));
+    }
+}
