@@ -113,6 +113,7 @@ impl Networks {
         inner.set_up(lo)?;
         let eth = inner.link_index(&ep.ifname)?.ok_or_else(|| Error::Invalid(format!("{} vanished from the container", ep.ifname)))?;
         inner.add_address(eth, ep.ip, net.subnet.prefix)?;
+        inner.set_up(eth)?;
         if ep.ifname == "eth0" {
             inner.add_default_route(net.gateway)?;
         }
@@ -204,7 +205,8 @@ impl Networks {
                 Some(ActivePort { mapping: p.mapping, container_ip: ep.ip, bridge: n.bridge.clone() })
             })
             .collect();
-        nft::apply(nft::render(&active, &ports).as_deref())
+        let table = nft::table_for(&self.root);
+        nft::apply(&table, nft::render(&table, &active, &ports).as_deref())
     }
 
     /// Rewrite the hosts files on a network: every container's on a user network (they list

@@ -122,12 +122,12 @@ impl RouteSocket {
         self.link_index(name)?.ok_or_else(|| Error::Invalid(format!("bridge {name:?} vanished after its creation")))
     }
 
-    /// Create a veth pair: the host end up and enslaved to the bridge, the peer (up) in the
+    /// Create a veth pair: the host end up and enslaved to the bridge, the peer (down) in the
     /// container's namespace. One request.
     pub fn create_veth(&mut self, v: &VethPair) -> Result<()> {
+        // The peer cannot be set up here: veth links the two ends only after configuring the
+        // peer, and opening an unlinked end fails with ENOTCONN.
         let mut peer = LinkMessage::default();
-        peer.header.flags = LinkFlags::Up;
-        peer.header.change_mask = LinkFlags::Up;
         peer.attributes.push(LinkAttribute::IfName(v.peer_name.to_string()));
         peer.attributes.push(LinkAttribute::Mtu(v.mtu));
         peer.attributes.push(LinkAttribute::NetNsFd(v.peer_netns));

@@ -1,6 +1,8 @@
-//! berth's nftables rules: one table, `inet berth`, rebuilt as a whole from the state
-//! database after every change and replaced in one atomic transaction; deleted when no
-//! container is attached, so `nft list ruleset` shows nothing of berth's then.
+//! berth's nftables rules: one table per root (`inet berth` for the default root,
+//! `inet berth_<hash of the root>` for others, so that parallel roots — tests — do not replace
+//! each other's rules), rebuilt as a whole from the state database after every change and
+//! replaced in one atomic transaction; deleted when no container is attached, so
+//! `nft list ruleset` shows nothing of berth's then.
 //!
 //! The ruleset goes to the kernel through libnftables (the library behind `nft`, package
 //! libnftables1, loaded with dlopen so building needs no -dev package): one in-process call
@@ -15,8 +17,17 @@ use crate::error::{Error, Result};
 use crate::ipam::Subnet;
 use crate::ports::PortMapping;
 
-/// The table berth owns.
+/// The table of the default root.
 pub const TABLE: &str = "berth";
+
+/// The table of the root at `root`.
+pub fn table_for(root: &std::path::Path) -> String {
+    if root == std::path::Path::new("/var/lib/berth") {
+        return TABLE.to_string();
+    }
+    let h = root.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    format!("{TABLE}_{:08x}", h as u32)
+}
 
 /// A network with at least one container, as the rules need it.
 pub struct ActiveNetwork {
@@ -39,12 +50,12 @@ pub struct ActivePort {
 }
 
 /// The whole `inet berth` table for these networks and ports; None when there is nothing.
-pub fn render(networks: &[ActiveNetwork], ports: &[ActivePort]) -> Option<String> {
+pub fn render(table: &str, networks: &[ActiveNetwork], ports: &[ActivePort]) -> Option<String> {
     if networks.is_empty() {
         return None;
     }
     let mut s = String::new();
-    let _ = writeln!(s, "table inet {TABLE} {{");
+    let _ = writeln!(s, "table inet {table} {{");
     // Published ports: DNAT from outside (prerouting) and from the host itself (output).
     let _ = writeln!(s, "  chain ports {{");
     for p in ports {
@@ -54,10 +65,10 @@ pub fn render(networks: &[ActiveNetwork], ports: &[ActivePort]) -> Option<String
         let _ = writeln!(s, "    {daddr}{proto} dport {} dnat ip to {}:{}", m.host_port, p.container_ip, m.container_port);
     }
     let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "  chain prerouting {{ type nat hook prerouting priority dstnat; policy accept; fib daddr type local jump ports; }}");
-    let _ = writeln!(s, "  chain output {{ type nat hook output priority dstnat; policy accept; fib daddr type local jump ports; }}");
+    let _ = writeln!(s, "  chain prerouting {{ type nat hook prerouting priority -100; policy accept; fib daddr type local jump ports; }}");
+    let _ = writeln!(s, "  chain output {{ type nat hook output priority -100; policy accept; fib daddr type local jump ports; }}");
     let _ = writeln!(s, "  chain postrouting {{");
-    let _ = writeln!(s, "    type nat hook postrouting priority srcnat; policy accept;");
+    let _ = writeln!(s, "    type nat hook postrouting priority 100; policy accept;");
     for n in networks {
         // The host reaching a published port on 127.0.0.1: the packet leaves on the bridge
         // (route_localnet lets it) with a loopback source the container cannot answer.
@@ -68,7 +79,7 @@ pub fn render(networks: &[ActiveNetwork], ports: &[ActivePort]) -> Option<String
     }
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "  chain forward {{");
-    let _ = writeln!(s, "    type filter hook forward priority filter; policy accept;");
+    let _ = writeln!(s, "    type filter hook forward priority 0; policy accept;");
     for n in networks.iter().filter(|n| n.internal) {
         let _ = writeln!(s, "    iifname \"{0}\" oifname != \"{0}\" drop", n.bridge);
         let _ = writeln!(s, "    oifname \"{0}\" iifname != \"{0}\" drop", n.bridge);
@@ -84,10 +95,10 @@ pub fn render(networks: &[ActiveNetwork], ports: &[ActivePort]) -> Option<String
 }
 
 /// Replace the table with `ruleset` (None: delete it), atomically.
-pub fn apply(ruleset: Option<&str>) -> Result<()> {
+pub fn apply(table: &str, ruleset: Option<&str>) -> Result<()> {
     // "add table" makes the delete valid whether or not the table exists; the whole buffer is
     // one transaction, so nobody ever sees the table half-built.
-    let mut cmd = format!("add table inet {TABLE}\ndelete table inet {TABLE}\n");
+    let mut cmd = format!("add table inet {table}\ndelete table inet {table}\n");
     if let Some(r) = ruleset {
         cmd.push_str(r);
     }
@@ -180,7 +191,9 @@ mod tests {
 
     #[test]
     fn nothing_active_renders_no_table() {
-        assert!(render(&[], &[]).is_none());
+        assert!(render(TABLE, &[], &[]).is_none());
+        assert_eq!(table_for(std::path::Path::new("/var/lib/berth")), "berth");
+        assert_ne!(table_for(std::path::Path::new("/tmp/a")), table_for(std::path::Path::new("/tmp/b")));
     }
 
     #[test]
@@ -190,7 +203,7 @@ mod tests {
             ActiveNetwork { bridge: "b1".into(), subnet: "10.2.0.0/24".parse().unwrap(), internal: true },
         ];
         let ports = [ActivePort { mapping: PortMapping::parse("8080:80").unwrap()[0].clone(), container_ip: "10.1.0.2".parse().unwrap(), bridge: "b0".into() }];
-        let r = render(&nets, &ports).unwrap();
+        let r = render(TABLE, &nets, &ports).unwrap();
         assert!(r.contains("tcp dport 8080 dnat ip to 10.1.0.2:80"), "{r}");
         assert!(r.contains("ip saddr 10.1.0.0/24 ip daddr != 10.1.0.0/24 masquerade"));
         assert!(!r.contains("ip saddr 10.2.0.0/24"));
