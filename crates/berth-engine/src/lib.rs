@@ -7,6 +7,7 @@
 pub mod db;
 pub mod error;
 pub mod image_rootfs;
+pub mod network;
 pub mod overlay;
 pub mod run;
 pub mod specgen;
@@ -21,4 +22,5 @@ pub fn seal_binary() -> Result<()> {
     Ok(berth_runtime::exe_seal::ensure_sealed()?)
 }
 pub use run::Engine;
+pub use network::NetworkInfo;
 pub use specgen::{ContainerOptions, NetworkMode};

@@ -14,16 +14,16 @@ use crate::{image_rootfs, overlay};
 
 /// The engine's state on disk (see docs/ARCHITECTURE.md, "State on disk").
 pub struct Engine {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
     store: Store,
     snapshots: Snapshots,
-    db: Db,
-    runtime: Runtime,
+    pub(crate) db: Db,
+    pub(crate) runtime: Runtime,
 }
 
 /// Where a container's files live under `<root>/containers/<id>/`.
-struct ContainerDirs {
-    base: PathBuf,
+pub(crate) struct ContainerDirs {
+    pub(crate) base: PathBuf,
 }
 
 impl ContainerDirs {
@@ -83,12 +83,13 @@ impl Engine {
         Ok(self.db.list()?.iter().flat_map(|c| c.chain.split(' ').map(String::from).collect::<Vec<_>>()).filter(|c| !c.is_empty()).collect())
     }
 
-    fn dirs(&self, id: &str) -> ContainerDirs {
+    pub(crate) fn dirs(&self, id: &str) -> ContainerDirs {
         ContainerDirs { base: self.root.join("containers").join(id) }
     }
 
     /// Create a container from `image`: record, root filesystem, bundle. Returns its id.
     pub fn create(&self, image: &str, name: Option<&str>, opts: &ContainerOptions, auto_remove: bool) -> Result<String> {
+        let netns = self.network_preflight(opts)?;
         let rootfs = image_rootfs::prepare(&self.store, &self.snapshots, image)?;
         let id = new_id()?;
         let name = match name {
@@ -100,7 +101,7 @@ impl Engine {
         }
         self.db.insert(&ContainerRow {
             id: id.clone(),
-            name,
+            name: name.clone(),
             image: image.to_string(),
             created: berth_runtime::time::now_rfc3339(),
             state: "created".into(),
@@ -109,7 +110,7 @@ impl Engine {
             image_id: rootfs.image.id.to_string(),
             chain: rootfs.image.chain.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" "),
         })?;
-        match self.build_bundle(&id, &rootfs, opts) {
+        match self.build_bundle(&id, &name, &rootfs, opts, netns.as_deref()) {
             Ok(()) => Ok(id),
             Err(e) => {
                 let _ = self.remove_files(&id);
@@ -119,7 +120,7 @@ impl Engine {
         }
     }
 
-    fn build_bundle(&self, id: &str, rootfs: &image_rootfs::ImageRootfs, opts: &ContainerOptions) -> Result<()> {
+    fn build_bundle(&self, id: &str, name: &str, rootfs: &image_rootfs::ImageRootfs, opts: &ContainerOptions, netns: Option<&Path>) -> Result<()> {
         let d = self.dirs(id);
         for dir in [d.upper(), d.work(), d.rootfs()] {
             std::fs::create_dir_all(&dir).io_context(|| format!("create {}", dir.display()))?;
@@ -128,11 +129,13 @@ impl Engine {
         let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
         let etc = vec![
             ("/etc/hostname".to_string(), write_file(&d.base, "hostname", &format!("{hostname}\n"))?),
-            ("/etc/hosts".to_string(), write_file(&d.base, "hosts", &format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"))?),
-            ("/etc/resolv.conf".to_string(), write_file(&d.base, "resolv.conf", &resolv_conf())?),
+            // On a bridge network, berth-net rewrites it in place with the addresses.
+            ("/etc/hosts".to_string(), write_file(&d.base, "hosts", &berth_net::etc::hosts(&hostname, name, &[], &opts.add_hosts, &[]))?),
+            ("/etc/resolv.conf".to_string(), write_file(&d.base, "resolv.conf", &resolv_conf(&opts.network, &opts.dns))?),
         ];
+        self.write_network_request(id, name, &hostname, opts)?;
         let spec = specgen::generate(
-            &SpecInputs { id, rootfs: &d.rootfs(), image_config: &rootfs.image.config, etc_files: &etc },
+            &SpecInputs { id, rootfs: &d.rootfs(), image_config: &rootfs.image.config, etc_files: &etc, netns_path: netns },
             opts,
         )?;
         let bytes = serde_json::to_vec(&spec).map_err(|e| Error::Invalid(format!("serialize the spec: {e}")))?;
@@ -154,14 +157,17 @@ impl Engine {
     fn run_row(&self, row: &ContainerRow) -> Result<i32> {
         let opts = CreateOptions { bundle: self.dirs(&row.id).bundle(), ..Default::default() };
         let pid = self.runtime.create(&row.id, &opts)?;
+        if let Err(e) = self.attach_network(&row.id, pid) { let _ = self.runtime.delete(&row.id, true); return Err(e); }
         let fwd = berth_runtime::signals::Forwarder::block().map_err(Error::Invalid)?;
         self.db.set_state(&row.id, "running", None)?;
         if let Err(e) = self.runtime.start(&row.id) {
             let _ = self.runtime.delete(&row.id, true);
+            let _ = self.detach_network(&row.id);
             return Err(e.into());
         }
         let status = fwd.forward_until_exit(pid).map_err(Error::Invalid)?;
         self.runtime.delete(&row.id, true)?;
+        self.detach_network(&row.id)?;
         self.db.set_state(&row.id, "exited", Some(status))?;
         if row.auto_remove {
             self.remove(&row.id, true)?;
@@ -179,6 +185,7 @@ impl Engine {
             Ok(_) => self.runtime.delete(&row.id, true)?,
             Err(_) => {}
         }
+        self.detach_network(&row.id)?;
         self.remove_files(&row.id)?;
         self.db.remove(&row.id)?;
         Ok(())
@@ -201,20 +208,12 @@ fn write_file(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// The host's resolv.conf without loopback resolvers (unreachable from the container's own
-/// network namespace), as podman does; public resolvers when nothing is left.
-fn resolv_conf() -> String {
+/// The container's resolv.conf: the host's as is in the host's namespace; elsewhere without
+/// loopback resolvers (see `berth_net::etc::resolv_conf`); `--dns` replaces the nameservers.
+fn resolv_conf(network: &crate::specgen::NetworkMode, dns: &[std::net::IpAddr]) -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut out: Vec<&str> = host
-        .lines()
-        .filter(|l| {
-            let l = l.trim();
-            !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1")))
-        })
-        .collect();
-    if !out.iter().any(|l| l.trim_start().starts_with("nameserver")) {
-        out.push("nameserver 8.8.8.8");
-        out.push("nameserver 8.8.4.4");
+    if *network == crate::specgen::NetworkMode::Host && dns.is_empty() && !host.is_empty() {
+        return host;
     }
-    out.join("\n") + "\n"
+    berth_net::etc::resolv_conf(&host, dns)
 }

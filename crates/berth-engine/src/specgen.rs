@@ -18,14 +18,20 @@ pub const DEFAULT_CAPS: &[&str] = &[
 /// The default seccomp profile: docker's/podman's defaults for docker's capability set.
 const DEFAULT_SECCOMP: &str = include_str!("../../../bench/seccomp-default.json");
 
-/// Network modes available without the networking crate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// `--network`: which network namespace the container gets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum NetworkMode {
     /// A network namespace with only loopback.
     #[default]
     None,
     /// The host's network namespace.
     Host,
+    /// A new namespace joined to a bridge network (berth-net) by name.
+    Bridge(String),
+    /// The namespace of another container (name or id).
+    Container(String),
+    /// The namespace at a path (`ns:/run/netns/x`).
+    Ns(std::path::PathBuf),
 }
 
 /// What the user asked for on `berth run`/`create`.
@@ -61,6 +67,14 @@ pub struct ContainerOptions {
     pub no_new_privileges: bool,
     /// `--privileged`.
     pub privileged: bool,
+    /// `-p`: published ports (bridge networks only).
+    pub publish: Vec<berth_net::PortMapping>,
+    /// `--ip`: the address on the bridge network.
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// `--dns`: nameservers replacing the host's.
+    pub dns: Vec<std::net::IpAddr>,
+    /// `--add-host`: extra /etc/hosts entries.
+    pub add_hosts: Vec<berth_net::HostEntry>,
 }
 
 /// Inputs of the spec that come from the engine.
@@ -73,6 +87,8 @@ pub struct SpecInputs<'a> {
     pub image_config: &'a Value,
     /// Files the engine wrote for /etc/hostname, /etc/hosts, /etc/resolv.conf.
     pub etc_files: &'a [(String, std::path::PathBuf)],
+    /// The network namespace to join (`--network container:`/`ns:`), resolved by the engine.
+    pub netns_path: Option<&'a Path>,
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -162,8 +178,12 @@ pub fn generate(inp: &SpecInputs, opts: &ContainerOptions) -> Result<Value> {
     }
     let linux = &mut spec["linux"];
     let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"}), json!({"type": "cgroup"})];
-    if opts.network == NetworkMode::None {
-        namespaces.push(json!({"type": "network"}));
+    match (&opts.network, inp.netns_path) {
+        (NetworkMode::Host, _) => {}
+        (NetworkMode::Container(_) | NetworkMode::Ns(_), Some(path)) => namespaces.push(json!({"type": "network", "path": path})),
+        (NetworkMode::Container(c), None) => return Err(Error::Invalid(format!("--network container:{c}: the container's namespace is unknown"))),
+        (NetworkMode::Ns(p), None) => return Err(Error::Invalid(format!("--network ns:{}: no path", p.display()))),
+        (NetworkMode::None | NetworkMode::Bridge(_), _) => namespaces.push(json!({"type": "network"})),
     }
     linux["namespaces"] = json!(namespaces);
     let mut resources = json!({"devices": [{"allow": opts.privileged, "access": "rwm"}]});

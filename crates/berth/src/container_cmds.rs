@@ -64,7 +64,8 @@ fn run_root() -> PathBuf {
     std::env::var_os("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("berth")).unwrap_or_else(|| PathBuf::from("/tmp/berth-run"))
 }
 
-fn engine(ctx: &Context) -> anyhow::Result<Engine> {
+/// The engine of this root.
+pub fn engine(ctx: &Context) -> anyhow::Result<Engine> {
     let run_root = ctx.runroot().map(Path::to_path_buf).unwrap_or_else(run_root);
     Ok(Engine::open(ctx.root(), &run_root)?)
 }

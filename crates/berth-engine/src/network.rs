@@ -1,0 +1,226 @@
+//! The engine's side of networking; berth-net does the work. At create, what the container
+//! asked for is checked (the network exists, the host ports are free) and recorded in
+//! `containers/<id>/network.json`; the hooks join it to its networks between the runtime's
+//! create and start (`attach_network`) and take it off when it exits or is removed
+//! (`detach_network`, idempotent). Allocations of containers that are gone (a killed `berth`)
+//! are released by `reconcile_networks`, which every attach runs first.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use berth_net::{AttachRequest, Networks, PortMapping};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::run::Engine;
+use crate::specgen::{ContainerOptions, NetworkMode};
+
+/// What a container got on one network.
+pub use berth_net::Attachment as NetworkInfo;
+
+/// `containers/<id>/network.json`: the networks a container joins when it starts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct NetworkRequest {
+    /// Bridge networks, in order (the first gets eth0 and the default route).
+    pub networks: Vec<String>,
+    /// `-p`.
+    pub ports: Vec<PortMapping>,
+    /// `--ip` (on the first network).
+    pub ip: Option<Ipv4Addr>,
+    /// The container's name.
+    pub name: String,
+    /// Its hostname.
+    pub hostname: String,
+    /// `--add-host` (berth-net's encoding).
+    pub extra_hosts: String,
+}
+
+const REQUEST_FILE: &str = "network.json";
+
+impl Engine {
+    /// The networks of this root (for `berth network …`).
+    pub fn networks(&self) -> Result<Networks> {
+        Ok(Networks::open(&self.root)?)
+    }
+
+    /// Check the network options before anything is created; returns the namespace to join
+    /// for `container:`/`ns:`.
+    pub(crate) fn network_preflight(&self, opts: &ContainerOptions) -> Result<Option<PathBuf>> {
+        if !matches!(opts.network, NetworkMode::Bridge(_)) && (!opts.publish.is_empty() || opts.ip.is_some()) {
+            return Err(Error::Invalid("-p and --ip need a bridge network (--network bridge or a network's name)".into()));
+        }
+        match &opts.network {
+            NetworkMode::Bridge(name) => {
+                let net = self.networks()?.get(name)?;
+                if let Some(ip) = opts.ip {
+                    if !net.subnet.assignable(ip, net.gateway) {
+                        return Err(Error::Invalid(format!("--ip {ip}: not an assignable address of network {} ({})", net.name, net.subnet)));
+                    }
+                }
+                // A clear error now rather than a half-created container later (attach checks
+                // again under its lock).
+                for p in opts.publish.iter().filter(|p| p.host_port != 0) {
+                    p.clone().claim_host_port()?;
+                }
+                Ok(None)
+            }
+            NetworkMode::Container(key) => {
+                let row = self.db.find(key)?.ok_or_else(|| Error::NoSuchContainer(key.clone()))?;
+                let st = self.runtime.state(&row.id).map_err(|_| Error::Invalid(format!("--network container:{key}: the container is not running")))?;
+                if st.status == berth_runtime::state::Status::Stopped {
+                    return Err(Error::Invalid(format!("--network container:{key}: the container is not running")));
+                }
+                Ok(Some(PathBuf::from(format!("/proc/{}/ns/net", st.pid))))
+            }
+            NetworkMode::Ns(path) => {
+                if !path.exists() {
+                    return Err(Error::Invalid(format!("--network ns:{}: no such file", path.display())));
+                }
+                Ok(Some(path.clone()))
+            }
+            NetworkMode::None | NetworkMode::Host => Ok(None),
+        }
+    }
+
+    /// Record what `attach_network` will do for this container.
+    pub(crate) fn write_network_request(&self, id: &str, name: &str, hostname: &str, opts: &ContainerOptions) -> Result<()> {
+        let NetworkMode::Bridge(net) = &opts.network else { return Ok(()) };
+        let req = NetworkRequest {
+            networks: vec![net.clone()],
+            ports: opts.publish.clone(),
+            ip: opts.ip,
+            name: name.to_string(),
+            hostname: hostname.to_string(),
+            extra_hosts: berth_net::etc::encode_entries(&opts.add_hosts),
+        };
+        let path = self.dirs(id).base.join(REQUEST_FILE);
+        let bytes = serde_json::to_vec(&req).map_err(|e| Error::Invalid(format!("serialize {}: {e}", path.display())))?;
+        std::fs::write(&path, bytes).io_context(|| format!("write {}", path.display()))
+    }
+
+    fn network_request(&self, id: &str) -> Result<Option<NetworkRequest>> {
+        let path = self.dirs(id).base.join(REQUEST_FILE);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).io_context(|| format!("read {}", path.display())),
+        }
+    }
+
+    fn alive(&self, id: &str) -> bool {
+        if !matches!(self.db.find(id), Ok(Some(r)) if r.id == id) {
+            return false;
+        }
+        match self.runtime.state(id) {
+            Ok(st) => st.status != berth_runtime::state::Status::Stopped,
+            Err(berth_runtime::Error::NotFound(_)) => false,
+            // Unsure (a lock, a half-written state): keep its addresses.
+            Err(_) => true,
+        }
+    }
+
+    /// Hook between the runtime's create and start: join the container (init `init_pid`,
+    /// namespace `/proc/<pid>/ns/net`) to the networks it asked for. Nothing to do for
+    /// none/host/container:/ns:. On failure the container holds nothing.
+    pub fn attach_network(&self, id: &str, init_pid: i32) -> Result<Vec<NetworkInfo>> {
+        let Some(req) = self.network_request(id)? else { return Ok(Vec::new()) };
+        let mut nets = self.networks()?;
+        nets.reconcile(&|c| c == id || self.alive(c))?;
+        let mut out = Vec::new();
+        for (i, network) in req.networks.iter().enumerate() {
+            let ar = AttachRequest {
+                container: id.to_string(),
+                name: req.name.clone(),
+                hostname: req.hostname.clone(),
+                netns: PathBuf::from(format!("/proc/{init_pid}/ns/net")),
+                network: network.clone(),
+                ip: if i == 0 { req.ip } else { None },
+                ports: if i == 0 { req.ports.clone() } else { Vec::new() },
+                hosts_file: self.dirs(id).base.join("hosts"),
+                extra_hosts: berth_net::etc::decode_entries(&req.extra_hosts),
+            };
+            match nets.attach(&ar) {
+                Ok(a) => out.push(a),
+                Err(e) => {
+                    let _ = nets.detach(id, None);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hook at exit and removal: take the container off every network (veth, address,
+    /// rules, and the bridge and table when it was the last). Idempotent.
+    pub fn detach_network(&self, id: &str) -> Result<()> {
+        if !self.dirs(id).base.join(REQUEST_FILE).exists() {
+            return Ok(());
+        }
+        Ok(self.networks()?.detach(id, None)?)
+    }
+
+    /// Release what containers that are gone still hold, and bring the host's bridges and
+    /// rules in line with the database. Returns the ids released.
+    pub fn reconcile_networks(&self) -> Result<Vec<String>> {
+        let mut nets = self.networks()?;
+        let released = nets.reconcile(&|c| self.alive(c))?;
+        nets.sync_host()?;
+        Ok(released)
+    }
+
+    /// `network connect`: join a running container to one more network.
+    pub fn connect_network(&self, network: &str, key: &str, ip: Option<Ipv4Addr>) -> Result<NetworkInfo> {
+        let row = self.db.find(key)?.ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let st = self.runtime.state(&row.id).map_err(|_| Error::Invalid(format!("container {}: not running", row.name)))?;
+        if st.status == berth_runtime::state::Status::Stopped {
+            return Err(Error::Invalid(format!("container {}: not running", row.name)));
+        }
+        let mut req = self.network_request(&row.id)?.ok_or_else(|| Error::Invalid(format!("container {}: its network mode has no bridge networks to add to", row.name)))?;
+        let net = self.networks()?.get(network)?;
+        let a = self.networks()?.attach(&AttachRequest {
+            container: row.id.clone(),
+            name: req.name.clone(),
+            hostname: req.hostname.clone(),
+            netns: PathBuf::from(format!("/proc/{}/ns/net", st.pid)),
+            network: net.name.clone(),
+            ip,
+            ports: Vec::new(),
+            hosts_file: self.dirs(&row.id).base.join("hosts"),
+            extra_hosts: berth_net::etc::decode_entries(&req.extra_hosts),
+        })?;
+        if !req.networks.contains(&net.name) {
+            req.networks.push(net.name);
+            let path = self.dirs(&row.id).base.join(REQUEST_FILE);
+            let bytes = serde_json::to_vec(&req).map_err(|e| Error::Invalid(e.to_string()))?;
+            std::fs::write(&path, bytes).io_context(|| format!("write {}", path.display()))?;
+        }
+        Ok(a)
+    }
+
+    /// `network disconnect`: take a container off one network.
+    pub fn disconnect_network(&self, network: &str, key: &str) -> Result<()> {
+        let row = self.db.find(key)?.ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        let mut nets = self.networks()?;
+        let net = nets.get(network)?;
+        nets.detach(&row.id, Some(&net.name))?;
+        if let Some(mut req) = self.network_request(&row.id)? {
+            req.networks.retain(|n| *n != net.name);
+            let path = self.dirs(&row.id).base.join(REQUEST_FILE);
+            let bytes = serde_json::to_vec(&req).map_err(|e| Error::Invalid(e.to_string()))?;
+            std::fs::write(&path, bytes).io_context(|| format!("write {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// `port`: a container's published ports, host ports resolved.
+    pub fn published_ports(&self, key: &str) -> Result<Vec<PortMapping>> {
+        let row = self.db.find(key)?.ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        Ok(self.networks()?.ports_of(&row.id)?)
+    }
+
+    /// A container's addresses (network, endpoint).
+    pub fn container_endpoints(&self, key: &str) -> Result<Vec<berth_net::Endpoint>> {
+        let row = self.db.find(key)?.ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
+        Ok(self.networks()?.endpoints_of(&row.id)?)
+    }
+}

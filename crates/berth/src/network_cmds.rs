@@ -1,0 +1,227 @@
+//! `berth network create|ls|rm|inspect|connect|disconnect|prune` and `berth port` (berth-net
+//! does the work through the engine; this parses and prints).
+
+use anyhow::{anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::container_cmds::engine;
+use crate::context::Context;
+
+/// `berth network …`
+#[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// Create a bridge network.
+    Create(CreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Remove networks.
+    #[command(alias = "remove")]
+    Rm(NamesArgs),
+    /// Show networks and their containers as JSON.
+    Inspect(NamesArgs),
+    /// Connect a running container to a network.
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network.
+    Disconnect(DisconnectArgs),
+    /// Remove every network without containers.
+    Prune(PruneArgs),
+}
+
+/// Flags of `network create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Driver (bridge only).
+    #[arg(short, long, default_value = "bridge")]
+    driver: String,
+    /// Subnet in CIDR form (default: a free 10.89.N.0/24).
+    #[arg(long)]
+    subnet: Option<String>,
+    /// Gateway (default: the subnet's first address).
+    #[arg(long)]
+    gateway: Option<String>,
+    /// No outside connectivity.
+    #[arg(long)]
+    internal: bool,
+    /// Bridge interface name (default berthN).
+    #[arg(long = "interface-name", alias = "bridge")]
+    interface_name: Option<String>,
+    /// MTU.
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// Name.
+    name: String,
+}
+
+/// Flags of `network ls`.
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Only names.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Network names.
+#[derive(Args, Debug)]
+pub struct NamesArgs {
+    /// Remove containers' endpoints first (rm only).
+    #[arg(short, long)]
+    force: bool,
+    /// Networks (names or ids).
+    #[arg(required = true)]
+    networks: Vec<String>,
+}
+
+/// Flags of `network connect`.
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// IPv4 address on the network.
+    #[arg(long)]
+    ip: Option<String>,
+    /// Network.
+    network: String,
+    /// Container.
+    container: String,
+}
+
+/// Flags of `network disconnect`.
+#[derive(Args, Debug)]
+pub struct DisconnectArgs {
+    /// Network.
+    network: String,
+    /// Container.
+    container: String,
+}
+
+/// Flags of `network prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Do not ask (berth never asks).
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// Flags of `port`.
+#[derive(Args, Debug)]
+pub struct PortArgs {
+    /// Container.
+    container: String,
+    /// Only this container port (PORT[/PROTO]).
+    port: Option<String>,
+}
+
+/// Run a `network` subcommand.
+pub fn network(ctx: &Context, cmd: NetworkCommand) -> anyhow::Result<()> {
+    let engine = engine(ctx)?;
+    match cmd {
+        NetworkCommand::Create(a) => {
+            if a.driver != "bridge" {
+                bail!("network driver {:?} is not supported (bridge only)", a.driver);
+            }
+            let spec = berth_net::NetworkSpec {
+                name: a.name,
+                subnet: a.subnet.as_deref().map(str::parse).transpose()?,
+                gateway: a.gateway.as_deref().map(|g| g.parse().map_err(|_| anyhow!("--gateway {g:?}: not an IPv4 address"))).transpose()?,
+                bridge: a.interface_name,
+                internal: a.internal,
+                mtu: a.mtu,
+            };
+            let n = engine.networks()?.create(&spec)?;
+            println!("{}", n.name);
+        }
+        NetworkCommand::Ls(a) => {
+            engine.reconcile_networks()?;
+            let nets = engine.networks()?.list()?;
+            if a.quiet {
+                nets.iter().for_each(|n| println!("{}", n.name));
+                return Ok(());
+            }
+            println!("{:<14}{:<24}{:<10}{:<20}{:<16}{}", "NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE", "INTERNAL");
+            for n in nets {
+                println!("{:<14}{:<24}{:<10}{:<20}{:<16}{}", &n.id[..12], n.name, n.driver, n.subnet.to_string(), n.bridge, n.internal);
+            }
+        }
+        NetworkCommand::Rm(a) => {
+            let mut nets = engine.networks()?;
+            let mut failed = 0;
+            for name in &a.networks {
+                if a.force {
+                    if let Ok((n, eps)) = nets.inspect(name) {
+                        for ep in eps {
+                            engine.disconnect_network(&n.name, &ep.container)?;
+                        }
+                    }
+                }
+                match nets.remove(name) {
+                    Ok(n) => println!("{n}"),
+                    Err(e) => {
+                        eprintln!("Error: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} of {} networks could not be removed", a.networks.len());
+            }
+        }
+        NetworkCommand::Inspect(a) => {
+            let nets = engine.networks()?;
+            let containers = engine.containers()?;
+            let mut out = Vec::new();
+            for name in &a.networks {
+                let (n, eps) = nets.inspect(name)?;
+                let eps: serde_json::Map<String, serde_json::Value> = eps
+                    .iter()
+                    .map(|e| {
+                        let cname = containers.iter().find(|c| c.id == e.container).map(|c| c.name.clone()).unwrap_or_default();
+                        (e.container.clone(), json!({"name": cname, "ipv4_address": format!("{}/{}", e.ip, n.subnet.prefix), "interface": e.ifname, "host_interface": e.host_ifname}))
+                    })
+                    .collect();
+                out.push(json!({
+                    "name": n.name, "id": n.id, "driver": n.driver, "network_interface": n.bridge,
+                    "subnets": [{"subnet": n.subnet.to_string(), "gateway": n.gateway}],
+                    "internal": n.internal, "mtu": n.mtu, "created": n.created, "containers": eps,
+                }));
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        NetworkCommand::Connect(a) => {
+            let ip = a.ip.as_deref().map(|ip| ip.parse().map_err(|_| anyhow!("--ip {ip:?}: not an IPv4 address"))).transpose()?;
+            engine.connect_network(&a.network, &a.container, ip)?;
+        }
+        NetworkCommand::Disconnect(a) => engine.disconnect_network(&a.network, &a.container)?,
+        NetworkCommand::Prune(_) => {
+            engine.reconcile_networks()?;
+            for n in engine.networks()?.prune()? {
+                println!("{n}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `port CONTAINER [PORT[/PROTO]]`: `80/tcp -> 0.0.0.0:8080`, as docker prints.
+pub fn port(ctx: &Context, a: PortArgs) -> anyhow::Result<()> {
+    let engine = engine(ctx)?;
+    let filter = a.port.as_deref().map(|p| {
+        let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+        (port.to_string(), proto.to_string())
+    });
+    let mut any = false;
+    for m in engine.published_ports(&a.container)? {
+        if let Some((port, proto)) = &filter {
+            if *port != m.container_port.to_string() || proto != m.protocol.as_str() {
+                continue;
+            }
+            println!("{}:{}", m.host_ip, m.host_port);
+        } else {
+            println!("{}/{} -> {}:{}", m.container_port, m.protocol.as_str(), m.host_ip, m.host_port);
+        }
+        any = true;
+    }
+    if !any && filter.is_some() {
+        bail!("no public port {} published for {}", a.port.unwrap_or_default(), a.container);
+    }
+    Ok(())
+}
