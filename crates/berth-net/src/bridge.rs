@@ -55,6 +55,17 @@ fn host_ifname(container: &str, network: &str) -> String {
     format!("bv{}{:04x}", container.get(..8).unwrap_or(container), h & 0xffff)
 }
 
+/// Delete a bridge unless something is still enslaved to it (a container of another root
+/// using the same user-chosen bridge name, a port added by hand): the kernel's view, not
+/// the database's, decides.
+pub(crate) fn delete_bridge_if_unused(host: &mut RouteSocket, bridge: &str) -> Result<()> {
+    let ports = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif")).map(|d| d.count()).unwrap_or(0);
+    if ports == 0 {
+        host.delete_link(bridge)?;
+    }
+    Ok(())
+}
+
 fn write_sysctl(path: &str, value: &str) -> Result<()> {
     match std::fs::read_to_string(path) {
         Ok(v) if v.trim() == value => Ok(()),
@@ -130,7 +141,7 @@ impl Networks {
         self.apply_rules()?;
         if self.state.endpoints_on(&ep.network)?.is_empty() {
             if let Some(n) = self.state.network(&ep.network)? {
-                host.delete_link(&n.bridge)?;
+                delete_bridge_if_unused(&mut host, &n.bridge)?;
             }
         } else {
             self.refresh_hosts(&ep.network, None)?;
@@ -181,7 +192,7 @@ impl Networks {
         let mut host = RouteSocket::open()?;
         for n in self.state.networks()? {
             if self.state.endpoints_on(&n.name)?.is_empty() {
-                host.delete_link(&n.bridge)?;
+                delete_bridge_if_unused(&mut host, &n.bridge)?;
             }
         }
         Ok(())

@@ -20,6 +20,6 @@ pub use bridge::{AttachRequest, Attachment};
 pub use error::{Error, Result};
 pub use etc::HostEntry;
 pub use ipam::Subnet;
-pub use networks::{NetworkSpec, Networks, DEFAULT_NETWORK};
+pub use networks::{default_network_of, NetworkSpec, Networks, DEFAULT_NETWORK};
 pub use ports::{PortMapping, Protocol};
 pub use state::{Endpoint, NetworkRecord};

@@ -14,10 +14,25 @@ use crate::state::{Endpoint, NetworkRecord, State};
 
 /// The network `--network bridge` (the default for rootful containers) means.
 pub const DEFAULT_NETWORK: &str = "bridge";
-/// Its bridge.
+/// Its bridge in the default root.
 pub const DEFAULT_BRIDGE: &str = "berth0";
-/// Its subnet.
+/// Its subnet in the default root.
 pub const DEFAULT_SUBNET: &str = "10.88.0.0/16";
+/// The default root (rootful).
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+
+/// The bridge and subnet of the default network of a root. Other roots (tests, a second
+/// engine) get their own bridge `bb<hash>` and a /24 in 10.200.0.0–10.239.255.0 picked by
+/// the same hash, so that two roots never share a bridge, nor, but by a rare hash
+/// collision, a subnet.
+pub fn default_network_of(root: &Path) -> (String, Subnet) {
+    if root == Path::new(DEFAULT_ROOT) {
+        return (DEFAULT_BRIDGE.into(), Subnet { addr: Ipv4Addr::new(10, 88, 0, 0), prefix: 16 });
+    }
+    let h = root.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    let (b, c) = (200 + ((h >> 8) % 40) as u8, (h >> 16) as u8);
+    (format!("bb{:08x}", h as u32), Subnet { addr: Ipv4Addr::new(10, b, c, 0), prefix: 24 })
+}
 /// MTU unless `--mtu` says otherwise (docker's and podman's).
 pub const DEFAULT_MTU: u32 = 1500;
 
@@ -88,12 +103,12 @@ impl Networks {
         std::fs::create_dir_all(root).io_context(|| format!("create {}", root.display()))?;
         let mut state = State::open(&root.join("berth.db"))?;
         if state.network(DEFAULT_NETWORK)?.is_none() {
-            let subnet: Subnet = DEFAULT_SUBNET.parse()?;
+            let (bridge, subnet) = default_network_of(root);
             let rec = NetworkRecord {
                 name: DEFAULT_NETWORK.into(),
                 id: new_id()?,
                 driver: "bridge".into(),
-                bridge: DEFAULT_BRIDGE.into(),
+                bridge,
                 subnet,
                 gateway: subnet.first_host(),
                 internal: false,
@@ -176,7 +191,7 @@ impl Networks {
         }
         let _lock = self.lock()?;
         self.state.remove_network(&n.name)?;
-        RouteSocket::open()?.delete_link(&n.bridge)?;
+        crate::bridge::delete_bridge_if_unused(&mut RouteSocket::open()?, &n.bridge)?;
         Ok(n.name)
     }
 

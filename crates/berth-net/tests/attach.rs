@@ -68,7 +68,7 @@ impl Drop for Server {
 }
 
 fn octet(salt: u32) -> u32 {
-    (std::process::id() + salt) % 200 + 20
+    (std::process::id() + salt) % 180 + 20
 }
 
 fn request(id: &str, ns: &Netns, network: &str, hosts: PathBuf, ports: Vec<PortMapping>) -> AttachRequest {

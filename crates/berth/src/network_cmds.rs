@@ -114,6 +114,9 @@ pub struct PortArgs {
 /// Run a `network` subcommand.
 pub fn network(ctx: &Context, cmd: NetworkCommand) -> anyhow::Result<()> {
     let engine = engine(ctx)?;
+    // What a killed berth left behind is released first (cheap: a query and a state read per
+    // attached container).
+    engine.reconcile_networks()?;
     match cmd {
         NetworkCommand::Create(a) => {
             if a.driver != "bridge" {
@@ -131,7 +134,6 @@ pub fn network(ctx: &Context, cmd: NetworkCommand) -> anyhow::Result<()> {
             println!("{}", n.name);
         }
         NetworkCommand::Ls(a) => {
-            engine.reconcile_networks()?;
             let nets = engine.networks()?.list()?;
             if a.quiet {
                 nets.iter().for_each(|n| println!("{}", n.name));
@@ -192,7 +194,6 @@ pub fn network(ctx: &Context, cmd: NetworkCommand) -> anyhow::Result<()> {
         }
         NetworkCommand::Disconnect(a) => engine.disconnect_network(&a.network, &a.container)?,
         NetworkCommand::Prune(_) => {
-            engine.reconcile_networks()?;
             for n in engine.networks()?.prune()? {
                 println!("{n}");
             }
