@@ -59,7 +59,8 @@ def main():
         ulimits = ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
         rows = {"berth run --rm": [], "podman run --rm": [], "berth-runtime run": []}
         for i in range(a.runs + 1):
-            b = timed([berth, "--root", broot, "run", "--rm", "localhost/bench", "true"])
+            # --network none on both sides (berth's default became bridge; see bench/net-bench.py).
+            b = timed([berth, "--root", broot, "run", "--rm", "--network", "none", "localhost/bench", "true"])
             pd = timed(p + ["run", "--rm", "--network", "none"] + ulimits + ["localhost/bench", "true"])
             r = timed([runtime, "--root", os.path.join(base, "rt"), "run", "--bundle", bundle, f"r{i}"])
             if i == 0:

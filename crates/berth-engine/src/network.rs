@@ -37,7 +37,16 @@ pub(crate) struct NetworkRequest {
 
 const REQUEST_FILE: &str = "network.json";
 
+/// How long a bridge without containers stays (see `retire_bridges`).
+pub const BRIDGE_IDLE: std::time::Duration = std::time::Duration::from_millis(1000);
+
 impl Engine {
+    /// The program `retire_bridges` runs as `PROGRAM --root R network reap …` (the `berth`
+    /// binary: "/proc/self/exe"); None deletes idle bridges at once.
+    pub fn set_helper_exe(&mut self, exe: Option<PathBuf>) {
+        self.helper_exe = exe;
+    }
+
     /// The networks of this root (for `berth network …`).
     pub fn networks(&self) -> Result<Networks> {
         Ok(Networks::open(&self.root)?)
@@ -124,6 +133,7 @@ impl Engine {
     /// none/host/container:/ns:. On failure the container holds nothing.
     pub fn attach_network(&self, id: &str, init_pid: i32) -> Result<Vec<NetworkInfo>> {
         let Some(req) = self.network_request(id)? else { return Ok(Vec::new()) };
+        let t = std::time::Instant::now();
         let mut nets = self.networks()?;
         nets.reconcile(&|c| c == id || self.alive(c))?;
         let mut out = Vec::new();
@@ -140,9 +150,12 @@ impl Engine {
                 extra_hosts: berth_net::etc::decode_entries(&req.extra_hosts),
             };
             match nets.attach(&ar) {
-                Ok(a) => out.push(a),
+                Ok(a) => {
+                    tracing::debug!("network {}: attached {} at {} in {:?}", a.network.name, a.endpoint.ifname, a.endpoint.ip, t.elapsed());
+                    out.push(a)
+                }
                 Err(e) => {
-                    let _ = nets.detach(id, None);
+                    let _ = nets.detach(id, None, false);
                     return Err(e.into());
                 }
             }
@@ -156,7 +169,32 @@ impl Engine {
         if !self.dirs(id).base.join(REQUEST_FILE).exists() {
             return Ok(());
         }
-        Ok(self.networks()?.detach(id, None)?)
+        let t = std::time::Instant::now();
+        let idle = self.networks()?.detach(id, None, true)?;
+        tracing::debug!("network: detached in {:?}", t.elapsed());
+        self.retire_bridges(&idle)
+    }
+
+    /// Bridges left without containers go after `BRIDGE_IDLE`: a deletion costs 20–80 ms of
+    /// kernel time (RCU grace periods), which a container's exit should not wait for, and
+    /// the next container usually comes sooner. A helper process (`helper_exe network reap`)
+    /// does it; without a helper they go now.
+    fn retire_bridges(&self, bridges: &[String]) -> Result<()> {
+        if bridges.is_empty() {
+            return Ok(());
+        }
+        let Some(exe) = &self.helper_exe else {
+            self.networks()?.reap_idle_bridges(std::time::Duration::ZERO)?;
+            return Ok(());
+        };
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("--root").arg(&self.root).args(["network", "reap", "--after-ms"]).arg(BRIDGE_IDLE.as_millis().to_string()).args(bridges);
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        if let Err(e) = cmd.spawn() {
+            tracing::warn!("network: cannot start the bridge reaper ({e}); bridges {bridges:?} stay until the next network command");
+        }
+        Ok(())
     }
 
     /// Release what containers that are gone still hold, and bring the host's bridges and
@@ -202,7 +240,8 @@ impl Engine {
         let row = self.db.find(key)?.ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
         let mut nets = self.networks()?;
         let net = nets.get(network)?;
-        nets.detach(&row.id, Some(&net.name))?;
+        let idle = nets.detach(&row.id, Some(&net.name), false)?;
+        self.retire_bridges(&idle)?;
         if let Some(mut req) = self.network_request(&row.id)? {
             req.networks.retain(|n| *n != net.name);
             let path = self.dirs(&row.id).base.join(REQUEST_FILE);

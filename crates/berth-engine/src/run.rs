@@ -19,6 +19,7 @@ pub struct Engine {
     snapshots: Snapshots,
     pub(crate) db: Db,
     pub(crate) runtime: Runtime,
+    pub(crate) helper_exe: Option<PathBuf>,
 }
 
 /// Where a container's files live under `<root>/containers/<id>/`.
@@ -60,6 +61,7 @@ impl Engine {
             snapshots: Snapshots::open(root.join("layers"))?,
             db: Db::open(&root.join("berth.db"))?,
             runtime: Runtime::new(run_root.join("runtime")),
+            helper_exe: None,
         })
     }
 

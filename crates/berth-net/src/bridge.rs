@@ -55,15 +55,25 @@ fn host_ifname(container: &str, network: &str) -> String {
     format!("bv{}{:04x}", container.get(..8).unwrap_or(container), h & 0xffff)
 }
 
-/// Delete a bridge unless something is still enslaved to it (a container of another root
-/// using the same user-chosen bridge name, a port added by hand): the kernel's view, not
-/// the database's, decides.
-pub(crate) fn delete_bridge_if_unused(host: &mut RouteSocket, bridge: &str) -> Result<()> {
-    let ports = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif")).map(|d| d.count()).unwrap_or(0);
-    if ports == 0 {
-        host.delete_link(bridge)?;
+/// Delete a bridge unless something is still enslaved to it (the veth of a container whose
+/// namespace the kernel has not torn down yet, a container of another root using the same
+/// user-chosen bridge name, a port added by hand): the kernel's view, not the database's,
+/// decides. Whether it was deleted.
+pub fn delete_bridge_if_unused(host: &mut RouteSocket, bridge: &str) -> Result<bool> {
+    let dir = format!("/sys/class/net/{bridge}");
+    if !std::path::Path::new(&dir).exists() {
+        return Ok(false);
     }
-    Ok(())
+    let ports = std::fs::read_dir(format!("{dir}/brif")).map(|d| d.count()).unwrap_or(0);
+    if ports > 0 {
+        return Ok(false);
+    }
+    host.delete_link(bridge)?;
+    Ok(true)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn write_sysctl(path: &str, value: &str) -> Result<()> {
@@ -94,7 +104,7 @@ impl Networks {
         match self.plumb(&net, &endpoint, req) {
             Ok(()) => Ok(Attachment { network: net, endpoint, ports }),
             Err(e) => {
-                if let Err(e2) = self.unplumb(&endpoint) {
+                if let Err(e2) = self.unplumb(&endpoint, false) {
                     tracing::warn!("network {}: undoing a failed attach: {e2}", net.name);
                 }
                 Err(e)
@@ -132,25 +142,28 @@ impl Networks {
         self.refresh_hosts(&net.name, Some(&req.container))
     }
 
-    /// Undo an endpoint: veth (its peer goes with it), reservation, rules, the bridge when
-    /// empty, the peers' hosts files.
-    fn unplumb(&mut self, ep: &Endpoint) -> Result<()> {
-        let mut host = RouteSocket::open()?;
-        host.delete_link(&ep.host_ifname)?;
+    /// Undo an endpoint: veth (unless `gone`: the kernel deletes it with the container's
+    /// namespace, off our critical path — a link deletion costs 20–80 ms of RCU grace
+    /// periods here), reservation, rules, the peers' hosts files. Returns the bridge when
+    /// the network became empty: it is marked idle, and removed later by `reap_idle_bridges`.
+    fn unplumb(&mut self, ep: &Endpoint, gone: bool) -> Result<Option<String>> {
+        if !gone {
+            RouteSocket::open()?.delete_link(&ep.host_ifname)?;
+        }
         self.state.release(&ep.network, &ep.container)?;
         self.apply_rules()?;
         if self.state.endpoints_on(&ep.network)?.is_empty() {
-            if let Some(n) = self.state.network(&ep.network)? {
-                delete_bridge_if_unused(&mut host, &n.bridge)?;
-            }
-        } else {
-            self.refresh_hosts(&ep.network, None)?;
+            self.state.set_idle_since(&ep.network, Some(now_ms()))?;
+            return Ok(self.state.network(&ep.network)?.map(|n| n.bridge));
         }
-        Ok(())
+        self.refresh_hosts(&ep.network, None)?;
+        Ok(None)
     }
 
-    /// Take a container off one network (or all): idempotent.
-    pub fn detach(&mut self, container: &str, network: Option<&str>) -> Result<()> {
+    /// Take a container off one network (or all): idempotent. `gone`: its namespace is gone
+    /// or going (it exited or was killed), so its veths need no deletion. Returns the bridges
+    /// left without containers (see `reap_idle_bridges`).
+    pub fn detach(&mut self, container: &str, network: Option<&str>, gone: bool) -> Result<Vec<String>> {
         let net = network.map(|n| self.get(n)).transpose()?;
         let _lock = self.lock()?;
         let eps = self.state.endpoints_of(container)?;
@@ -158,8 +171,9 @@ impl Networks {
         if let (Some(n), true) = (&net, eps.is_empty()) {
             return Err(Error::Invalid(format!("container {} is not connected to network {}", container.get(..12).unwrap_or(container), n.name)));
         }
+        let mut idle = Vec::new();
         for ep in &eps {
-            self.unplumb(ep)?;
+            idle.extend(self.unplumb(ep, gone)?);
         }
         if network.is_some() {
             // The container stays on its other networks: its own hosts file loses this one.
@@ -168,7 +182,28 @@ impl Networks {
                 self.refresh_hosts(&first, Some(container))?;
             }
         }
-        Ok(())
+        Ok(idle)
+    }
+
+    /// Delete the bridges of networks that have had no container for `idle_for` (and have
+    /// no port in the kernel's view). Run by a helper process after the last container of a
+    /// network left, so that sequential `run --rm` keep their bridge and never wait for a
+    /// deletion. Returns the bridges deleted.
+    pub fn reap_idle_bridges(&mut self, idle_for: std::time::Duration) -> Result<Vec<String>> {
+        let _lock = self.lock()?;
+        let mut host = RouteSocket::open()?;
+        let mut deleted = Vec::new();
+        for n in self.state.networks()? {
+            let Some(since) = self.state.idle_since(&n.name)? else { continue };
+            if now_ms() - since < idle_for.as_millis() as i64 || !self.state.endpoints_on(&n.name)?.is_empty() {
+                continue;
+            }
+            if delete_bridge_if_unused(&mut host, &n.bridge)? {
+                deleted.push(n.bridge.clone());
+            }
+            self.state.set_idle_since(&n.name, None)?;
+        }
+        Ok(deleted)
     }
 
     /// Release what containers that are gone (crashed `berth`, killed monitor) still hold;
@@ -179,20 +214,20 @@ impl Networks {
         dead.dedup();
         for c in &dead {
             tracing::info!("network: releasing the addresses of container {c}, which is gone");
-            self.detach(c, None)?;
+            self.detach(c, None, true)?;
         }
         Ok(dead)
     }
 
     /// Rebuild berth's nftables table from the database, and delete bridges without
-    /// containers (what a crash between two steps may leave).
+    /// containers now (explicit network commands; what a crash may leave).
     pub fn sync_host(&mut self) -> Result<()> {
         let _lock = self.lock()?;
         self.apply_rules()?;
         let mut host = RouteSocket::open()?;
         for n in self.state.networks()? {
-            if self.state.endpoints_on(&n.name)?.is_empty() {
-                delete_bridge_if_unused(&mut host, &n.bridge)?;
+            if self.state.endpoints_on(&n.name)?.is_empty() && delete_bridge_if_unused(&mut host, &n.bridge)? {
+                self.state.set_idle_since(&n.name, None)?;
             }
         }
         Ok(())

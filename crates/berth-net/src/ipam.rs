@@ -50,9 +50,15 @@ impl Subnet {
 
     /// The lowest assignable address not in `taken`.
     pub fn first_free(&self, gateway: Ipv4Addr, taken: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+        self.next_free(gateway, taken, None)
+    }
+
+    /// The first assignable address not in `taken` after `last` (round the subnet).
+    pub fn next_free(&self, gateway: Ipv4Addr, taken: &HashSet<Ipv4Addr>, last: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
         let start = u32::from(self.addr) + 1;
         let end = u32::from(self.broadcast());
-        (start..end).map(Ipv4Addr::from).find(|ip| *ip != gateway && !taken.contains(ip))
+        let from = last.filter(|l| self.contains(*l)).map(|l| u32::from(l) + 1).unwrap_or(start).clamp(start, end);
+        (from..end).chain(start..from).map(Ipv4Addr::from).find(|ip| *ip != gateway && !taken.contains(ip))
     }
 }
 
@@ -106,5 +112,9 @@ mod tests {
         taken.insert(Ipv4Addr::new(10, 9, 0, 2));
         assert_eq!(s.first_free(gw, &taken), None);
         assert!(!s.assignable(Ipv4Addr::new(10, 9, 0, 3), gw));
+        let s: Subnet = "10.9.0.0/29".parse().unwrap();
+        let none = HashSet::new();
+        assert_eq!(s.next_free(gw, &none, Some(Ipv4Addr::new(10, 9, 0, 3))), Some(Ipv4Addr::new(10, 9, 0, 4)));
+        assert_eq!(s.next_free(gw, &none, Some(Ipv4Addr::new(10, 9, 0, 6))), Some(Ipv4Addr::new(10, 9, 0, 2)));
     }
 }

@@ -26,7 +26,12 @@ const MIGRATIONS: &[&str] = &["
         gateway TEXT NOT NULL,
         internal INTEGER NOT NULL,
         mtu INTEGER NOT NULL,
-        created TEXT NOT NULL
+        created TEXT NOT NULL,
+        -- The last address given (allocation goes round the subnet: an address just
+        -- released may still answer ARP from a namespace the kernel is tearing down).
+        last_ip TEXT,
+        -- Milliseconds since the epoch when the last container left; NULL while in use.
+        idle_since INTEGER
     );
     CREATE TABLE net_containers (
         container TEXT PRIMARY KEY,
@@ -297,8 +302,9 @@ impl State {
                 for r in tx.prepare("SELECT ip FROM net_endpoints WHERE network = ?1")?.query_map(params![net.name], |r| parse_ip(r.get(0)?))? {
                     taken.insert(r?);
                 }
+                let last: Option<String> = tx.query_row("SELECT last_ip FROM net_networks WHERE name = ?1", params![net.name], |r| r.get(0)).optional()?.flatten();
                 net.subnet
-                    .first_free(net.gateway, &taken)
+                    .next_free(net.gateway, &taken, last.and_then(|l| l.parse().ok()))
                     .ok_or_else(|| Error::AddressUnavailable { network: net.name.clone(), reason: format!("no free address left in {}", net.subnet) })?
             }
         };
@@ -318,6 +324,10 @@ impl State {
             }
             r => r?,
         };
+        tx.execute("UPDATE net_networks SET idle_since = NULL WHERE name = ?1", params![net.name])?;
+        if requested.is_none() {
+            tx.execute("UPDATE net_networks SET last_ip = ?2 WHERE name = ?1", params![net.name, ip.to_string()])?;
+        }
         for p in ports {
             let r = tx.execute(
                 &format!("INSERT INTO net_ports ({PORT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
@@ -345,6 +355,17 @@ impl State {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Mark a network idle (no container) since `ms`, or in use.
+    pub fn set_idle_since(&self, network: &str, ms: Option<i64>) -> Result<()> {
+        self.conn.execute("UPDATE net_networks SET idle_since = ?2 WHERE name = ?1", params![network, ms])?;
+        Ok(())
+    }
+
+    /// Since when a network has had no container (ms since the epoch).
+    pub fn idle_since(&self, network: &str) -> Result<Option<i64>> {
+        Ok(self.conn.query_row("SELECT idle_since FROM net_networks WHERE name = ?1", params![network], |r| r.get(0)).optional()?.flatten())
     }
 
     /// A container's endpoints.
@@ -417,6 +438,10 @@ mod tests {
         assert!(matches!(s.reserve(&n, "x", Some(ip), "hx", &[]), Err(Error::AddressUnavailable { .. })));
         s.release("n", "c0").unwrap();
         assert_eq!(s.reserve(&n, "x", Some(ip), "hx", &[]).unwrap().ip, ip);
+        // A released address is not the next one given: allocation goes round the subnet.
+        s.release("n", "c1").unwrap();
+        let next = s.reserve(&n, "y", None, "hy", &[]).unwrap().ip;
+        assert!(!ips.iter().any(|i| *i == next), "{next} was given again at once");
         assert!(matches!(s.remove_network("n"), Err(Error::NetworkInUse(_, 16))));
     }
 

@@ -50,7 +50,7 @@ impl Drop for Scratch {
         if let Ok(mut n) = Networks::open(self.dir.path()) {
             let ids: Vec<String> = n.list().unwrap_or_default().iter().flat_map(|net| n.inspect(&net.name).map(|(_, e)| e).unwrap_or_default()).map(|e| e.container).collect();
             for id in ids {
-                let _ = n.detach(&id, None);
+                let _ = n.detach(&id, None, false);
             }
         }
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
@@ -138,10 +138,11 @@ fn attached_namespaces_reach_each_other_and_a_published_port_from_loopback_then_
     conn.read_to_string(&mut body).unwrap();
     assert!(body.ends_with("hello from a\n"), "{body}");
 
-    nets.detach(&at_a.endpoint.container, None).unwrap();
+    assert!(nets.detach(&at_a.endpoint.container, None, false).unwrap().is_empty(), "b is still on the network");
     assert!(!std::fs::read_to_string(&hb).unwrap().contains("\ta\n"), "a is still in b's hosts");
-    nets.detach(&at_b.endpoint.container, None).unwrap();
-    nets.detach(&at_b.endpoint.container, None).unwrap();
+    assert_eq!(nets.detach(&at_b.endpoint.container, None, false).unwrap(), vec![s.bridge.clone()]);
+    assert!(nets.detach(&at_b.endpoint.container, None, false).unwrap().is_empty());
+    assert_eq!(nets.reap_idle_bridges(Duration::ZERO).unwrap(), vec![s.bridge.clone()]);
     assert!(Command::new("ip").args(["link", "show", &s.bridge]).stderr(Stdio::null()).output().unwrap().stdout.is_empty(), "the bridge outlived its containers");
     assert!(Command::new("ip").args(["link", "show", &at_a.endpoint.host_ifname]).stderr(Stdio::null()).output().unwrap().stdout.is_empty());
     assert!(nets.endpoints_of(&at_a.endpoint.container).unwrap().is_empty());
@@ -162,5 +163,6 @@ fn a_gone_container_is_released_by_reconcile() {
     let released = nets.reconcile(&|_| false).unwrap();
     assert_eq!(released, vec![at.endpoint.container.clone()]);
     assert!(nets.inspect("t2").unwrap().1.is_empty());
+    nets.sync_host().unwrap();
     assert!(Command::new("ip").args(["link", "show", &s.bridge]).stderr(Stdio::null()).output().unwrap().stdout.is_empty());
 }

@@ -67,7 +67,10 @@ fn run_root() -> PathBuf {
 /// The engine of this root.
 pub fn engine(ctx: &Context) -> anyhow::Result<Engine> {
     let run_root = ctx.runroot().map(Path::to_path_buf).unwrap_or_else(run_root);
-    Ok(Engine::open(ctx.root(), &run_root)?)
+    let mut engine = Engine::open(ctx.root(), &run_root)?;
+    // Idle bridges are removed by `berth network reap` in the background.
+    engine.set_helper_exe(Some(PathBuf::from("/proc/self/exe")));
+    Ok(engine)
 }
 
 /// `run`: create the container and run it in the foreground; returns its exit code.

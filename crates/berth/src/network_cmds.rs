@@ -27,6 +27,35 @@ pub enum NetworkCommand {
     Disconnect(DisconnectArgs),
     /// Remove every network without containers.
     Prune(PruneArgs),
+    /// (internal) Delete bridges left without containers, after a delay.
+    #[command(hide = true)]
+    Reap(ReapArgs),
+}
+
+/// Flags of the internal `network reap`.
+#[derive(Args, Debug)]
+pub struct ReapArgs {
+    /// Wait this long first; bridges idle for less are kept.
+    #[arg(long = "after-ms", default_value_t = 1000)]
+    after_ms: u64,
+    /// The bridges that became idle (deleted if unused even when the root is gone).
+    bridges: Vec<String>,
+}
+
+/// `network reap`: run by the engine in the background when a network's last container left.
+fn reap(ctx: &Context, a: ReapArgs) -> anyhow::Result<()> {
+    let idle = std::time::Duration::from_millis(a.after_ms);
+    std::thread::sleep(idle);
+    if !ctx.root().join("berth.db").exists() {
+        // The root was thrown away (a test's scratch root): nobody can join these any more.
+        let mut host = berth_net::netlink::RouteSocket::open()?;
+        for b in &a.bridges {
+            berth_net::bridge::delete_bridge_if_unused(&mut host, b)?;
+        }
+        return Ok(());
+    }
+    berth_net::Networks::open(ctx.root())?.reap_idle_bridges(idle)?;
+    Ok(())
 }
 
 /// Flags of `network create`.
@@ -113,6 +142,10 @@ pub struct PortArgs {
 
 /// Run a `network` subcommand.
 pub fn network(ctx: &Context, cmd: NetworkCommand) -> anyhow::Result<()> {
+    let cmd = match cmd {
+        NetworkCommand::Reap(a) => return reap(ctx, a),
+        cmd => cmd,
+    };
     let engine = engine(ctx)?;
     // What a killed berth left behind is released first (cheap: a query and a state read per
     // attached container).
@@ -193,6 +226,7 @@ pub fn network(ctx: &Context, cmd: NetworkCommand) -> anyhow::Result<()> {
             engine.connect_network(&a.network, &a.container, ip)?;
         }
         NetworkCommand::Disconnect(a) => engine.disconnect_network(&a.network, &a.container)?,
+        NetworkCommand::Reap(_) => {}
         NetworkCommand::Prune(_) => {
             for n in engine.networks()?.prune()? {
                 println!("{n}");
