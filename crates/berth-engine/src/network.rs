@@ -136,6 +136,7 @@ impl Engine {
         let t = std::time::Instant::now();
         let mut nets = self.networks()?;
         nets.reconcile(&|c| c == id || self.alive(c))?;
+        tracing::debug!("network: state opened and reconciled in {:?}", t.elapsed());
         let mut out = Vec::new();
         for (i, network) in req.networks.iter().enumerate() {
             let ar = AttachRequest {
@@ -156,6 +157,7 @@ impl Engine {
                 }
                 Err(e) => {
                     let _ = nets.detach(id, None, false);
+                    let _ = nets.idle_bridges().map(|b| self.retire_bridges(&b));
                     return Err(e.into());
                 }
             }

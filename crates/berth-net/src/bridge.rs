@@ -72,6 +72,9 @@ pub fn delete_bridge_if_unused(host: &mut RouteSocket, bridge: &str) -> Result<b
     Ok(true)
 }
 
+/// `net_meta` key of the last ruleset sent to nftables.
+const APPLIED_RULESET: &str = "applied-ruleset";
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -113,6 +116,7 @@ impl Networks {
     }
 
     fn plumb(&mut self, net: &NetworkRecord, ep: &Endpoint, req: &AttachRequest) -> Result<()> {
+        let t = std::time::Instant::now();
         let mut host = RouteSocket::open()?;
         let bridge_index = match host.link_index(&net.bridge)? {
             Some(i) => {
@@ -127,8 +131,10 @@ impl Networks {
         if !net.internal {
             write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
         }
+        tracing::debug!("network {}: bridge {} ready at {:?}", net.name, net.bridge, t.elapsed());
         let ns = netlink::open_netns(&req.netns)?;
         host.create_veth(&VethPair { host_name: &ep.host_ifname, peer_name: &ep.ifname, peer_netns: netlink::raw(&ns), bridge_index, mtu: net.mtu })?;
+        tracing::debug!("network {}: veth {} at {:?}", net.name, ep.host_ifname, t.elapsed());
         let mut inner = RouteSocket::in_netns(&req.netns)?;
         let lo = inner.link_index("lo")?.ok_or_else(|| Error::Invalid("the container has no loopback".into()))?;
         inner.set_up(lo)?;
@@ -138,7 +144,9 @@ impl Networks {
         if ep.ifname == "eth0" {
             inner.add_default_route(net.gateway)?;
         }
+        tracing::debug!("network {}: {} configured at {:?}", net.name, ep.ifname, t.elapsed());
         self.apply_rules()?;
+        tracing::debug!("network {}: nftables at {:?}", net.name, t.elapsed());
         self.refresh_hosts(&net.name, Some(&req.container))
     }
 
@@ -150,10 +158,17 @@ impl Networks {
         if !gone {
             RouteSocket::open()?.delete_link(&ep.host_ifname)?;
         }
+        let t = std::time::Instant::now();
         self.state.release(&ep.network, &ep.container)?;
-        self.apply_rules()?;
-        if self.state.endpoints_on(&ep.network)?.is_empty() {
+        tracing::debug!("network {}: released {} at {:?}", ep.network, ep.ip, t.elapsed());
+        let empty = self.state.endpoints_on(&ep.network)?.is_empty();
+        if empty {
+            // Idle before the rules are rebuilt: its rules stay with its bridge.
             self.state.set_idle_since(&ep.network, Some(now_ms()))?;
+        }
+        self.apply_rules()?;
+        tracing::debug!("network {}: nftables at {:?}", ep.network, t.elapsed());
+        if empty {
             return Ok(self.state.network(&ep.network)?.map(|n| n.bridge));
         }
         self.refresh_hosts(&ep.network, None)?;
@@ -186,13 +201,14 @@ impl Networks {
     }
 
     /// Delete the bridges of networks that have had no container for `idle_for` (and have
-    /// no port in the kernel's view). Run by a helper process after the last container of a
-    /// network left, so that sequential `run --rm` keep their bridge and never wait for a
-    /// deletion. Returns the bridges deleted.
-    pub fn reap_idle_bridges(&mut self, idle_for: std::time::Duration) -> Result<Vec<String>> {
+    /// no port in the kernel's view), and the nftables table once no network has any. Run by
+    /// a helper process after the last container of a network left, so that sequential
+    /// `run --rm` keep their bridge and hooks and never wait for a deletion. Returns the
+    /// bridges deleted and those still busy (a dying namespace still holds a port: try again).
+    pub fn reap_idle_bridges(&mut self, idle_for: std::time::Duration) -> Result<(Vec<String>, Vec<String>)> {
         let _lock = self.lock()?;
         let mut host = RouteSocket::open()?;
-        let mut deleted = Vec::new();
+        let (mut deleted, mut busy) = (Vec::new(), Vec::new());
         for n in self.state.networks()? {
             let Some(since) = self.state.idle_since(&n.name)? else { continue };
             if now_ms() - since < idle_for.as_millis() as i64 || !self.state.endpoints_on(&n.name)?.is_empty() {
@@ -200,10 +216,18 @@ impl Networks {
             }
             if delete_bridge_if_unused(&mut host, &n.bridge)? {
                 deleted.push(n.bridge.clone());
+            } else if std::path::Path::new(&format!("/sys/class/net/{}", n.bridge)).exists() {
+                busy.push(n.bridge.clone());
+                continue;
             }
             self.state.set_idle_since(&n.name, None)?;
         }
-        Ok(deleted)
+        if self.state.endpoints()?.is_empty() {
+            self.delete_rules()?;
+        } else {
+            self.apply_rules()?;
+        }
+        Ok((deleted, busy))
     }
 
     /// Release what containers that are gone (crashed `berth`, killed monitor) still hold;
@@ -223,24 +247,39 @@ impl Networks {
     /// containers now (explicit network commands; what a crash may leave).
     pub fn sync_host(&mut self) -> Result<()> {
         let _lock = self.lock()?;
-        self.apply_rules()?;
         let mut host = RouteSocket::open()?;
         for n in self.state.networks()? {
-            if self.state.endpoints_on(&n.name)?.is_empty() && delete_bridge_if_unused(&mut host, &n.bridge)? {
+            if self.state.endpoints_on(&n.name)?.is_empty() {
+                // Veths of containers that are gone, which the kernel has not removed yet.
+                let ports = std::fs::read_dir(format!("/sys/class/net/{}/brif", n.bridge)).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_else(|_| Vec::<String>::new());
+                for p in ports.iter().filter(|p| p.starts_with("bv")) {
+                    host.delete_link(p)?;
+                }
+                delete_bridge_if_unused(&mut host, &n.bridge)?;
                 self.state.set_idle_since(&n.name, None)?;
             }
         }
-        Ok(())
+        // Sent again even if unchanged: the kernel's table is the truth to repair.
+        self.state.set_meta(APPLIED_RULESET, None)?;
+        if self.state.endpoints()?.is_empty() {
+            self.delete_rules()
+        } else {
+            self.apply_rules()
+        }
     }
 
+    /// Bring the nftables table in line with the database. Networks keep their rules while
+    /// their bridge exists (containers, or idle and not yet reaped), so a container without
+    /// published ports joining or leaving changes nothing, and nothing is sent.
     fn apply_rules(&self) -> Result<()> {
         let endpoints = self.state.endpoints()?;
         let nets = self.state.networks()?;
-        let active: Vec<ActiveNetwork> = nets
-            .iter()
-            .filter(|n| endpoints.iter().any(|e| e.network == n.name))
-            .map(|n| ActiveNetwork { bridge: n.bridge.clone(), subnet: n.subnet, internal: n.internal })
-            .collect();
+        let mut active: Vec<ActiveNetwork> = Vec::new();
+        for n in &nets {
+            if endpoints.iter().any(|e| e.network == n.name) || self.state.idle_since(&n.name)?.is_some() {
+                active.push(ActiveNetwork { bridge: n.bridge.clone(), subnet: n.subnet, internal: n.internal });
+            }
+        }
         let ports: Vec<ActivePort> = self
             .state
             .ports(None)?
@@ -251,8 +290,17 @@ impl Networks {
                 Some(ActivePort { mapping: p.mapping, container_ip: ep.ip, bridge: n.bridge.clone() })
             })
             .collect();
-        let table = nft::table_for(&self.root);
-        nft::apply(&table, nft::render(&table, &active, &ports).as_deref())
+        let ruleset = nft::render(&nft::table_for(&self.root), &active, &ports);
+        if self.state.meta(APPLIED_RULESET)?.as_deref() == Some(ruleset.as_str()) {
+            return Ok(());
+        }
+        nft::apply(&ruleset)?;
+        self.state.set_meta(APPLIED_RULESET, Some(&ruleset))
+    }
+
+    fn delete_rules(&self) -> Result<()> {
+        nft::delete(&nft::table_for(&self.root))?;
+        self.state.set_meta(APPLIED_RULESET, None)
     }
 
     /// Rewrite the hosts files on a network: every container's on a user network (they list

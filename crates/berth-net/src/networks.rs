@@ -206,6 +206,11 @@ impl Networks {
         Ok(removed)
     }
 
+    /// Bridges of networks without containers, waiting for `reap_idle_bridges`.
+    pub fn idle_bridges(&self) -> Result<Vec<String>> {
+        Ok(self.state.idle_networks()?.into_iter().map(|n| n.bridge).collect())
+    }
+
     /// A container's endpoints (address per network).
     pub fn endpoints_of(&self, container: &str) -> Result<Vec<Endpoint>> {
         self.state.endpoints_of(container)

@@ -1,8 +1,9 @@
 //! berth's nftables rules: one table per root (`inet berth` for the default root,
 //! `inet berth_<hash of the root>` for others, so that parallel roots — tests — do not replace
-//! each other's rules), rebuilt as a whole from the state database after every change and
-//! replaced in one atomic transaction; deleted when no container is attached, so
-//! `nft list ruleset` shows nothing of berth's then.
+//! each other's rules), its rules rebuilt as a whole from the state database after every
+//! change in one atomic transaction. The table is deleted with the idle bridges (a second
+//! after the last container left, see `Networks::reap_idle_bridges`), so `nft list ruleset`
+//! shows nothing of berth's once no container runs.
 //!
 //! The ruleset goes to the kernel through libnftables (the library behind `nft`, package
 //! libnftables1, loaded with dlopen so building needs no -dev package): one in-process call
@@ -49,60 +50,58 @@ pub struct ActivePort {
     pub bridge: String,
 }
 
-/// The whole `inet berth` table for these networks and ports; None when there is nothing.
-pub fn render(table: &str, networks: &[ActiveNetwork], ports: &[ActivePort]) -> Option<String> {
-    if networks.is_empty() {
-        return None;
-    }
+/// One transaction that makes the table say exactly this: chains are added if missing and
+/// every rule is replaced (`flush table`), so an existing table keeps its base chains and
+/// their netfilter hooks. (Registering or unregistering a hook waits for RCU grace periods:
+/// 5–20 ms on a loaded host, where replacing rules takes well under a millisecond.)
+pub fn render(table: &str, networks: &[ActiveNetwork], ports: &[ActivePort]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "table inet {table} {{");
+    let t = format!("inet {table}");
+    let _ = writeln!(s, "add table {t}");
+    for c in ["published", "masquerading", "forwarding"] {
+        let _ = writeln!(s, "add chain {t} {c}");
+    }
+    let _ = writeln!(s, "add chain {t} prerouting {{ type nat hook prerouting priority -100; policy accept; }}");
+    let _ = writeln!(s, "add chain {t} output {{ type nat hook output priority -100; policy accept; }}");
+    let _ = writeln!(s, "add chain {t} postrouting {{ type nat hook postrouting priority 100; policy accept; }}");
+    let _ = writeln!(s, "add chain {t} forward {{ type filter hook forward priority 0; policy accept; }}");
+    let _ = writeln!(s, "flush table {t}");
     // Published ports: DNAT from outside (prerouting) and from the host itself (output).
-    let _ = writeln!(s, "  chain ports {{");
+    let _ = writeln!(s, "add rule {t} prerouting fib daddr type local jump published");
+    let _ = writeln!(s, "add rule {t} output fib daddr type local jump published");
+    let _ = writeln!(s, "add rule {t} postrouting jump masquerading");
+    let _ = writeln!(s, "add rule {t} forward jump forwarding");
     for p in ports {
         let m = &p.mapping;
-        let proto = m.protocol.as_str();
         let daddr = if m.host_ip.is_unspecified() { String::new() } else { format!("ip daddr {} ", m.host_ip) };
-        let _ = writeln!(s, "    {daddr}{proto} dport {} dnat ip to {}:{}", m.host_port, p.container_ip, m.container_port);
+        let _ = writeln!(s, "add rule {t} published {daddr}{} dport {} dnat ip to {}:{}", m.protocol.as_str(), m.host_port, p.container_ip, m.container_port);
     }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "  chain prerouting {{ type nat hook prerouting priority -100; policy accept; fib daddr type local jump ports; }}");
-    let _ = writeln!(s, "  chain output {{ type nat hook output priority -100; policy accept; fib daddr type local jump ports; }}");
-    let _ = writeln!(s, "  chain postrouting {{");
-    let _ = writeln!(s, "    type nat hook postrouting priority 100; policy accept;");
     for n in networks {
         // The host reaching a published port on 127.0.0.1: the packet leaves on the bridge
         // (route_localnet lets it) with a loopback source the container cannot answer.
-        let _ = writeln!(s, "    oifname \"{}\" ip saddr 127.0.0.0/8 masquerade", n.bridge);
-        if !n.internal {
-            let _ = writeln!(s, "    ip saddr {0} ip daddr != {0} masquerade", n.subnet);
+        let _ = writeln!(s, "add rule {t} masquerading oifname \"{}\" ip saddr 127.0.0.0/8 masquerade", n.bridge);
+        if n.internal {
+            let _ = writeln!(s, "add rule {t} forwarding iifname \"{0}\" oifname != \"{0}\" drop", n.bridge);
+            let _ = writeln!(s, "add rule {t} forwarding oifname \"{0}\" iifname != \"{0}\" drop", n.bridge);
+        } else {
+            let _ = writeln!(s, "add rule {t} masquerading ip saddr {0} ip daddr != {0} masquerade", n.subnet);
+            let _ = writeln!(s, "add rule {t} forwarding iifname \"{}\" accept", n.bridge);
+            let _ = writeln!(s, "add rule {t} forwarding oifname \"{}\" ct state established,related accept", n.bridge);
+            let _ = writeln!(s, "add rule {t} forwarding oifname \"{}\" ct status dnat accept", n.bridge);
         }
     }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "  chain forward {{");
-    let _ = writeln!(s, "    type filter hook forward priority 0; policy accept;");
-    for n in networks.iter().filter(|n| n.internal) {
-        let _ = writeln!(s, "    iifname \"{0}\" oifname != \"{0}\" drop", n.bridge);
-        let _ = writeln!(s, "    oifname \"{0}\" iifname != \"{0}\" drop", n.bridge);
-    }
-    for n in networks.iter().filter(|n| !n.internal) {
-        let _ = writeln!(s, "    iifname \"{}\" accept", n.bridge);
-        let _ = writeln!(s, "    oifname \"{}\" ct state established,related accept", n.bridge);
-        let _ = writeln!(s, "    oifname \"{}\" ct status dnat accept", n.bridge);
-    }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "}}");
-    Some(s)
+    s
 }
 
-/// Replace the table with `ruleset` (None: delete it), atomically.
-pub fn apply(table: &str, ruleset: Option<&str>) -> Result<()> {
-    // "add table" makes the delete valid whether or not the table exists; the whole buffer is
-    // one transaction, so nobody ever sees the table half-built.
-    let mut cmd = format!("add table inet {table}\ndelete table inet {table}\n");
-    if let Some(r) = ruleset {
-        cmd.push_str(r);
-    }
-    Nft::get()?.run(&cmd)
+/// Make the table say `ruleset` (from `render`), atomically.
+pub fn apply(ruleset: &str) -> Result<()> {
+    Nft::get()?.run(ruleset)
+}
+
+/// Delete the table (absent is fine).
+pub fn delete(table: &str) -> Result<()> {
+    // "add table" makes the delete valid whether or not the table exists; one transaction.
+    Nft::get()?.run(&format!("add table inet {table}\ndelete table inet {table}\n"))
 }
 
 type NewFn = unsafe extern "C" fn(u32) -> *mut c_void;
@@ -190,8 +189,7 @@ mod tests {
     use crate::ports::PortMapping;
 
     #[test]
-    fn nothing_active_renders_no_table() {
-        assert!(render(TABLE, &[], &[]).is_none());
+    fn tables_are_named_per_root() {
         assert_eq!(table_for(std::path::Path::new("/var/lib/berth")), "berth");
         assert_ne!(table_for(std::path::Path::new("/tmp/a")), table_for(std::path::Path::new("/tmp/b")));
     }
@@ -203,10 +201,11 @@ mod tests {
             ActiveNetwork { bridge: "b1".into(), subnet: "10.2.0.0/24".parse().unwrap(), internal: true },
         ];
         let ports = [ActivePort { mapping: PortMapping::parse("8080:80").unwrap()[0].clone(), container_ip: "10.1.0.2".parse().unwrap(), bridge: "b0".into() }];
-        let r = render(TABLE, &nets, &ports).unwrap();
-        assert!(r.contains("tcp dport 8080 dnat ip to 10.1.0.2:80"), "{r}");
+        let r = render(TABLE, &nets, &ports);
+        assert!(r.contains("published tcp dport 8080 dnat ip to 10.1.0.2:80"), "{r}");
+        assert!(r.contains("flush table inet berth\n"));
         assert!(r.contains("ip saddr 10.1.0.0/24 ip daddr != 10.1.0.0/24 masquerade"));
         assert!(!r.contains("ip saddr 10.2.0.0/24"));
-        assert!(r.contains("iifname \"b1\" oifname != \"b1\" drop"));
+        assert!(r.contains("forwarding iifname \"b1\" oifname != \"b1\" drop"));
     }
 }

@@ -58,6 +58,13 @@ const MIGRATIONS: &[&str] = &["
         protocol TEXT NOT NULL,
         UNIQUE (protocol, host_port)
     );
+", "
+    -- berth-net's own bookkeeping: what was last handed to nftables (so that an unchanged
+    -- ruleset is not sent again).
+    CREATE TABLE net_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
 "];
 
 /// A network as recorded.
@@ -366,6 +373,27 @@ impl State {
     /// Since when a network has had no container (ms since the epoch).
     pub fn idle_since(&self, network: &str) -> Result<Option<i64>> {
         Ok(self.conn.query_row("SELECT idle_since FROM net_networks WHERE name = ?1", params![network], |r| r.get(0)).optional()?.flatten())
+    }
+
+    /// A value of berth-net's own bookkeeping.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM net_meta WHERE key = ?1", params![key], |r| r.get(0)).optional()?)
+    }
+
+    /// Set (or with None forget) a value of berth-net's own bookkeeping.
+    pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<()> {
+        match value {
+            Some(v) => self.conn.execute("INSERT INTO net_meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", params![key, v])?,
+            None => self.conn.execute("DELETE FROM net_meta WHERE key = ?1", params![key])?,
+        };
+        Ok(())
+    }
+
+    /// Networks without containers whose bridge may still exist.
+    pub fn idle_networks(&self) -> Result<Vec<NetworkRecord>> {
+        let mut stmt = self.conn.prepare(&format!("SELECT {NETWORK_COLS} FROM net_networks WHERE idle_since IS NOT NULL"))?;
+        let rows = stmt.query_map([], network_row)?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     /// A container's endpoints.

@@ -54,6 +54,7 @@ impl Drop for Scratch {
             }
         }
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+        let _ = berth_net::nft::delete(&berth_net::nft::table_for(self.dir.path()));
     }
 }
 
@@ -142,7 +143,7 @@ fn attached_namespaces_reach_each_other_and_a_published_port_from_loopback_then_
     assert!(!std::fs::read_to_string(&hb).unwrap().contains("\ta\n"), "a is still in b's hosts");
     assert_eq!(nets.detach(&at_b.endpoint.container, None, false).unwrap(), vec![s.bridge.clone()]);
     assert!(nets.detach(&at_b.endpoint.container, None, false).unwrap().is_empty());
-    assert_eq!(nets.reap_idle_bridges(Duration::ZERO).unwrap(), vec![s.bridge.clone()]);
+    assert_eq!(nets.reap_idle_bridges(Duration::ZERO).unwrap(), (vec![s.bridge.clone()], vec![]));
     assert!(Command::new("ip").args(["link", "show", &s.bridge]).stderr(Stdio::null()).output().unwrap().stdout.is_empty(), "the bridge outlived its containers");
     assert!(Command::new("ip").args(["link", "show", &at_a.endpoint.host_ifname]).stderr(Stdio::null()).output().unwrap().stdout.is_empty());
     assert!(nets.endpoints_of(&at_a.endpoint.container).unwrap().is_empty());

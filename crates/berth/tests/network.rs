@@ -111,9 +111,17 @@ impl Env {
     /// Assert nothing of this root is left on the host.
     fn assert_clean(&self) {
         assert_eq!(self.ok(&["ps", "-a", "-q"]), "", "containers left");
-        let tables = String::from_utf8_lossy(&Command::new("nft").args(["list", "tables"]).output().unwrap().stdout).into_owned();
-        assert!(!tables.lines().any(|l| l.trim() == format!("table inet {}", self.table())), "the nftables table is left: {tables}");
-        // Idle bridges go a second after their last container (see engine/network.rs).
+        // Idle bridges and the table go a second after the last container (see
+        // engine/network.rs, retire_bridges).
+        let t = Instant::now();
+        loop {
+            let tables = String::from_utf8_lossy(&Command::new("nft").args(["list", "tables"]).output().unwrap().stdout).into_owned();
+            if !tables.lines().any(|l| l.trim() == format!("table inet {}", self.table())) {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "the nftables table is left: {tables}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let (default_bridge, _) = berth_net::default_network_of(&self.dir.join("root"));
         for b in self.bridges.iter().chain([&default_bridge]) {
             let t = Instant::now();
