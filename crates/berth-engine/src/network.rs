@@ -189,6 +189,11 @@ impl Engine {
             self.networks()?.reap_idle_bridges(std::time::Duration::ZERO)?;
             return Ok(());
         };
+        // One reaper per root at a time: it holds this lock while it waits, and keeps waiting
+        // while networks are idle, so a stream of short containers starts none after the first.
+        if berth_net::networks::reaper_running(&self.root)? {
+            return Ok(());
+        }
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("--root").arg(&self.root).args(["network", "reap", "--after-ms"]).arg(BRIDGE_IDLE.as_millis().to_string()).args(bridges);
         cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());

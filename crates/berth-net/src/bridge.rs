@@ -136,11 +136,15 @@ impl Networks {
         host.create_veth(&VethPair { host_name: &ep.host_ifname, peer_name: &ep.ifname, peer_netns: netlink::raw(&ns), bridge_index, mtu: net.mtu })?;
         tracing::debug!("network {}: veth {} at {:?}", net.name, ep.host_ifname, t.elapsed());
         let mut inner = RouteSocket::in_netns(&req.netns)?;
+        tracing::debug!("network {}: socket in the container's namespace at {:?}", net.name, t.elapsed());
         let lo = inner.link_index("lo")?.ok_or_else(|| Error::Invalid("the container has no loopback".into()))?;
         inner.set_up(lo)?;
+        tracing::debug!("network {}: lo up at {:?}", net.name, t.elapsed());
         let eth = inner.link_index(&ep.ifname)?.ok_or_else(|| Error::Invalid(format!("{} vanished from the container", ep.ifname)))?;
         inner.add_address(eth, ep.ip, net.subnet.prefix)?;
+        tracing::debug!("network {}: address at {:?}", net.name, t.elapsed());
         inner.set_up(eth)?;
+        tracing::debug!("network {}: {} up at {:?}", net.name, ep.ifname, t.elapsed());
         if ep.ifname == "eth0" {
             inner.add_default_route(net.gateway)?;
         }

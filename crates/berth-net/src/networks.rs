@@ -79,6 +79,33 @@ impl NetLock {
     }
 }
 
+/// The lock a bridge reaper holds while it waits (see `berth network reap`).
+pub struct ReaperLock(#[allow(dead_code)] std::fs::File);
+
+fn reaper_lock_file(root: &Path) -> Result<std::fs::File> {
+    let path = root.join("network-reaper.lock");
+    std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).io_context(|| format!("open {}", path.display()))
+}
+
+/// Take the reaper lock of `root` if no reaper holds it.
+pub fn try_reaper_lock(root: &Path) -> Result<Option<ReaperLock>> {
+    let f = reaper_lock_file(root)?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Some(ReaperLock(f)));
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(None);
+    }
+    Err(Error::Io { context: format!("lock {}", root.join("network-reaper.lock").display()), source: e })
+}
+
+/// Whether a reaper is waiting for this root's idle bridges.
+pub fn reaper_running(root: &Path) -> Result<bool> {
+    Ok(try_reaper_lock(root)?.is_none())
+}
+
 fn new_id() -> Result<String> {
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")

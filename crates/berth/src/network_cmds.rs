@@ -43,26 +43,49 @@ pub struct ReapArgs {
 }
 
 /// `network reap`: run by the engine in the background when a network's last container left.
+/// It holds the root's reaper lock while it waits, so that one reaper serves a stream of
+/// containers, and exits once no network is idle (or the root is gone).
 fn reap(ctx: &Context, a: ReapArgs) -> anyhow::Result<()> {
     let idle = std::time::Duration::from_millis(a.after_ms);
-    std::thread::sleep(idle);
-    // A port of a dying namespace can hold a bridge a little longer: try a few times.
-    for _ in 0..10 {
-        if !ctx.root().join("berth.db").exists() {
-            // The root was thrown away (a test's scratch root): nobody can join these any more.
-            let mut host = berth_net::netlink::RouteSocket::open()?;
-            let mut busy = false;
-            for b in &a.bridges {
-                busy |= !berth_net::bridge::delete_bridge_if_unused(&mut host, b)? && std::path::Path::new(&format!("/sys/class/net/{b}")).exists();
+    let root = ctx.root();
+    // The root thrown away (a test's scratch root): nobody can join these any more.
+    let orphaned = |bridges: &[String]| -> anyhow::Result<()> {
+        let mut host = berth_net::netlink::RouteSocket::open()?;
+        for b in bridges {
+            berth_net::bridge::delete_bridge_if_unused(&mut host, b)?;
+        }
+        berth_net::nft::delete(&berth_net::nft::table_for(root))?;
+        Ok(())
+    };
+    let mut known = a.bridges.clone();
+    if !root.join("berth.db").exists() {
+        std::thread::sleep(idle);
+        return orphaned(&known);
+    }
+    let Some(lock) = berth_net::networks::try_reaper_lock(root)? else { return Ok(()) };
+    // A port of a dying namespace can hold a bridge a little longer; a stream of containers
+    // keeps a network busy: give up after a minute, the next idle network starts a reaper.
+    for _ in 0..60 {
+        std::thread::sleep(idle);
+        if !root.join("berth.db").exists() {
+            return orphaned(&known);
+        }
+        let mut nets = berth_net::Networks::open(root)?;
+        known.extend(nets.idle_bridges()?);
+        known.sort();
+        known.dedup();
+        let (_, busy) = nets.reap_idle_bridges(idle)?;
+        if busy.is_empty() && nets.idle_bridges()?.is_empty() {
+            drop(lock);
+            // An idle mark made while this reaper was leaving found the lock taken.
+            if !nets.idle_bridges()?.is_empty() {
+                if let Some(_again) = berth_net::networks::try_reaper_lock(root)? {
+                    std::thread::sleep(idle);
+                    nets.reap_idle_bridges(idle)?;
+                }
             }
-            berth_net::nft::delete(&berth_net::nft::table_for(ctx.root()))?;
-            if !busy {
-                return Ok(());
-            }
-        } else if berth_net::Networks::open(ctx.root())?.reap_idle_bridges(idle)?.1.is_empty() {
             return Ok(());
         }
-        std::thread::sleep(idle);
     }
     Ok(())
 }
