@@ -118,7 +118,7 @@ impl Networks {
     fn plumb(&mut self, net: &NetworkRecord, ep: &Endpoint, req: &AttachRequest) -> Result<()> {
         let t = std::time::Instant::now();
         let mut host = RouteSocket::open()?;
-        let bridge_index = match host.link_index(&net.bridge)? {
+        let bridge_index = match netlink::host_link_index(&net.bridge) {
             Some(i) => {
                 host.set_up(i)?;
                 i
@@ -186,7 +186,10 @@ impl Networks {
         let net = network.map(|n| self.get(n)).transpose()?;
         let _lock = self.lock()?;
         let eps = self.state.endpoints_of(container)?;
-        let eps: Vec<Endpoint> = eps.into_iter().filter(|e| net.as_ref().map_or(true, |n| n.name == e.network)).collect();
+        let eps: Vec<Endpoint> = eps.into_iter().filter(|e| match &net {
+            Some(n) => n.name == e.network,
+            None => true,
+        }).collect();
         if let (Some(n), true) = (&net, eps.is_empty()) {
             return Err(Error::Invalid(format!("container {} is not connected to network {}", container.get(..12).unwrap_or(container), n.name)));
         }

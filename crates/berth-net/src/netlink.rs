@@ -197,6 +197,14 @@ impl RouteHeaderTable {
     const MAIN: u8 = netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN;
 }
 
+/// The index of a link in the calling thread's namespace (one ioctl; no dump to parse).
+pub fn host_link_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string and returns 0 when absent.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
 /// The fd of a namespace file, kept open while a veth is created into it.
 pub fn open_netns(path: &Path) -> Result<std::fs::File> {
     std::fs::File::open(path).io_context(|| format!("open {}", path.display()))

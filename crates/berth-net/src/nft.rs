@@ -85,6 +85,10 @@ pub fn render(table: &str, networks: &[ActiveNetwork], ports: &[ActivePort]) -> 
             let _ = writeln!(s, "add rule {t} forwarding oifname \"{0}\" iifname != \"{0}\" drop", n.bridge);
         } else {
             let _ = writeln!(s, "add rule {t} masquerading ip saddr {0} ip daddr != {0} masquerade", n.subnet);
+            // Hairpin: a container reaching a published port of its own network through a
+            // host address is DNATed back onto the bridge; the reply must come back through
+            // the host too.
+            let _ = writeln!(s, "add rule {t} masquerading ip saddr {0} ip daddr {0} ct status dnat masquerade", n.subnet);
             let _ = writeln!(s, "add rule {t} forwarding iifname \"{}\" accept", n.bridge);
             let _ = writeln!(s, "add rule {t} forwarding oifname \"{}\" ct state established,related accept", n.bridge);
             let _ = writeln!(s, "add rule {t} forwarding oifname \"{}\" ct status dnat accept", n.bridge);

@@ -204,7 +204,7 @@ pub fn network(ctx: &Context, cmd: NetworkCommand) -> anyhow::Result<()> {
                 nets.iter().for_each(|n| println!("{}", n.name));
                 return Ok(());
             }
-            println!("{:<14}{:<24}{:<10}{:<20}{:<16}{}", "NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE", "INTERNAL");
+            println!("{:<14}{:<24}{:<10}{:<20}{:<16}INTERNAL", "NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE");
             for n in nets {
                 println!("{:<14}{:<24}{:<10}{:<20}{:<16}{}", &n.id[..12], n.name, n.driver, n.subnet.to_string(), n.bridge, n.internal);
             }

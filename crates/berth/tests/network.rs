@@ -230,10 +230,18 @@ fn a_published_port_is_reachable_on_the_hosts_loopback_and_listed_by_port() {
     let mut e = Env::new("publish");
     let (net, _) = e.network(2, &[]);
     let port = free_port(1);
+    fn _subnet_gw(e: &Env, net: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(&e.ok(&["network", "inspect", net])).unwrap();
+        v[0]["subnets"][0]["gateway"].as_str().unwrap().to_string()
+    }
     let srv = format!("pub-{}", e.tag);
     e.spawn(&["run", "--rm", "--name", &srv, "--network", &net, "-p", &format!("{port}:80"), "-p", "8081", "localhost/bb", "httpd", "-f", "-p", "80", "-h", "/www"]);
     let body = http_get_loopback(port);
     assert!(body.ends_with("hello from httpd\n"), "{body}");
+    // Hairpin: another container of the network through the gateway's (a host) address.
+    let gateway = _subnet_gw(&e, &net);
+    let body = e.retry_run(&net, &format!("wget -q -O - http://{gateway}:{port}/"));
+    assert_eq!(body, "hello from httpd\n");
     let ports = e.ok(&["port", &srv]);
     assert!(ports.contains(&format!("80/tcp -> 0.0.0.0:{port}")), "{ports}");
     let random = ports.lines().find(|l| l.starts_with("8081/tcp -> 0.0.0.0:")).unwrap_or_else(|| panic!("{ports}"));
