@@ -177,6 +177,14 @@ impl Engine {
         self.retire_bridges(&idle)
     }
 
+    /// `detach_network` where a failure must not stop the caller (exit, removal): what is
+    /// left is released by the next reconciliation, since the container is gone.
+    pub fn detach_network_or_warn(&self, id: &str) {
+        if let Err(e) = self.detach_network(id) {
+            tracing::warn!("container {}: network detach failed ({e}); the next network command releases it", id.get(..12).unwrap_or(id));
+        }
+    }
+
     /// Bridges left without containers go after `BRIDGE_IDLE`: a deletion costs 20–80 ms of
     /// kernel time (RCU grace periods), which a container's exit should not wait for, and
     /// the next container usually comes sooner. A helper process (`helper_exe network reap`)

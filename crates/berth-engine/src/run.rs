@@ -164,12 +164,12 @@ impl Engine {
         self.db.set_state(&row.id, "running", None)?;
         if let Err(e) = self.runtime.start(&row.id) {
             let _ = self.runtime.delete(&row.id, true);
-            let _ = self.detach_network(&row.id);
+            self.detach_network_or_warn(&row.id);
             return Err(e.into());
         }
         let status = fwd.forward_until_exit(pid).map_err(Error::Invalid)?;
         self.runtime.delete(&row.id, true)?;
-        self.detach_network(&row.id)?;
+        self.detach_network_or_warn(&row.id);
         self.db.set_state(&row.id, "exited", Some(status))?;
         if row.auto_remove {
             self.remove(&row.id, true)?;
@@ -187,7 +187,7 @@ impl Engine {
             Ok(_) => self.runtime.delete(&row.id, true)?,
             Err(_) => {}
         }
-        self.detach_network(&row.id)?;
+        self.detach_network_or_warn(&row.id);
         self.remove_files(&row.id)?;
         self.db.remove(&row.id)?;
         Ok(())
