@@ -232,6 +232,26 @@ mod tests {
     }
 
     #[test]
+    fn the_network_mode_decides_the_network_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        let config = cfg(json!({"Cmd": ["true"]}));
+        let netns = |mode: NetworkMode, path: Option<&Path>| {
+            let inp = SpecInputs { id: "0123456789abcdef", rootfs: dir.path(), image_config: &config, etc_files: &[], netns_path: path };
+            let spec = generate(&inp, &ContainerOptions { network: mode, ..Default::default() })?;
+            Ok::<_, Error>(spec["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network").cloned())
+        };
+        assert_eq!(netns(NetworkMode::None, None).unwrap(), Some(json!({"type": "network"})));
+        assert_eq!(netns(NetworkMode::Bridge("bridge".into()), None).unwrap(), Some(json!({"type": "network"})));
+        assert_eq!(netns(NetworkMode::Host, None).unwrap(), None);
+        let p = Path::new("/proc/42/ns/net");
+        assert_eq!(netns(NetworkMode::Container("web".into()), Some(p)).unwrap(), Some(json!({"type": "network", "path": "/proc/42/ns/net"})));
+        assert_eq!(netns(NetworkMode::Ns(p.into()), Some(p)).unwrap(), Some(json!({"type": "network", "path": "/proc/42/ns/net"})));
+        assert!(netns(NetworkMode::Container("web".into()), None).is_err());
+    }
+
+    #[test]
     fn environment_layers_defaults_image_and_flags() {
         let c = cfg(json!({"Env": ["PATH=/opt/bin", "A=1"]}));
         let o = ContainerOptions { env: vec!["A=2".into(), "B=3".into()], ..Default::default() };

@@ -386,3 +386,28 @@ fn addresses_of_a_killed_berth_are_reconciled_by_the_next_command() {
     e.ok(&["rm", "-f", &name]);
     e.assert_clean();
 }
+
+#[test]
+fn an_internal_network_reaches_no_other_network_while_a_normal_one_does() {
+    let mut e = Env::new("internal");
+    let (inner, _) = e.network(10, &["--internal"]);
+    let (outer, _) = e.network(11, &[]);
+    let (other, _) = e.network(12, &[]);
+    let srv = format!("out-{}", e.tag);
+    e.spawn(&["run", "--rm", "--name", &srv, "--network", &outer, "localhost/bb", "httpd", "-f", "-p", "80", "-h", "/www"]);
+    let pid = e.pid_of(&srv);
+    let ip = String::from_utf8_lossy(&Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "ip", "-o", "-4", "addr", "show", "eth0"]).output().unwrap().stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("10."))
+        .and_then(|w| w.split('/').next())
+        .map(String::from)
+        .expect("the server's address");
+    // From another (normal) network: forwarded through the host, masqueraded.
+    // (`; exit $?`: the shell forks, so that timeout does not signal a pid 1, which ignores it.)
+    assert_eq!(e.retry_run(&other, &format!("timeout 5 wget -q -O - http://{ip}/; exit $?")), "hello from httpd\n");
+    // From the internal network: dropped in forward.
+    let out = e.berth(&["run", "--rm", "--network", &inner, "localhost/bb", "sh", "-c", &format!("timeout 3 wget -q -O - http://{ip}/; exit $?")]);
+    assert!(!out.status.success(), "an internal network reached {ip}: {}", String::from_utf8_lossy(&out.stdout));
+    e.ok(&["rm", "-f", &srv]);
+    e.assert_clean();
+}
