@@ -53,8 +53,9 @@ impl Engine {
     }
 
     /// Check the network options before anything is created; returns the namespace to join
-    /// for `container:`/`ns:`.
-    pub(crate) fn network_preflight(&self, opts: &ContainerOptions) -> Result<Option<PathBuf>> {
+    /// for `container:`/`ns:`, and for `container:` the container whose /etc/hosts and
+    /// /etc/resolv.conf are shared (as docker does: they describe the same network).
+    pub(crate) fn network_preflight(&self, opts: &ContainerOptions) -> Result<(Option<PathBuf>, Option<String>)> {
         if !matches!(opts.network, NetworkMode::Bridge(_)) && (!opts.publish.is_empty() || opts.ip.is_some()) {
             return Err(Error::Invalid("-p and --ip need a bridge network (--network bridge or a network's name)".into()));
         }
@@ -71,7 +72,7 @@ impl Engine {
                 for p in opts.publish.iter().filter(|p| p.host_port != 0) {
                     p.clone().claim_host_port()?;
                 }
-                Ok(None)
+                Ok((None, None))
             }
             NetworkMode::Container(key) => {
                 let row = self.db.find(key)?.ok_or_else(|| Error::NoSuchContainer(key.clone()))?;
@@ -79,15 +80,15 @@ impl Engine {
                 if st.status == berth_runtime::state::Status::Stopped {
                     return Err(Error::Invalid(format!("--network container:{key}: the container is not running")));
                 }
-                Ok(Some(PathBuf::from(format!("/proc/{}/ns/net", st.pid))))
+                Ok((Some(PathBuf::from(format!("/proc/{}/ns/net", st.pid))), Some(row.id)))
             }
             NetworkMode::Ns(path) => {
                 if !path.exists() {
                     return Err(Error::Invalid(format!("--network ns:{}: no such file", path.display())));
                 }
-                Ok(Some(path.clone()))
+                Ok((Some(path.clone()), None))
             }
-            NetworkMode::None | NetworkMode::Host => Ok(None),
+            NetworkMode::None | NetworkMode::Host => Ok((None, None)),
         }
     }
 

@@ -91,7 +91,7 @@ impl Engine {
 
     /// Create a container from `image`: record, root filesystem, bundle. Returns its id.
     pub fn create(&self, image: &str, name: Option<&str>, opts: &ContainerOptions, auto_remove: bool) -> Result<String> {
-        let netns = self.network_preflight(opts)?;
+        let (netns, share_etc) = self.network_preflight(opts)?;
         let rootfs = image_rootfs::prepare(&self.store, &self.snapshots, image)?;
         let id = new_id()?;
         let name = match name {
@@ -112,7 +112,7 @@ impl Engine {
             image_id: rootfs.image.id.to_string(),
             chain: rootfs.image.chain.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" "),
         })?;
-        match self.build_bundle(&id, &name, &rootfs, opts, netns.as_deref()) {
+        match self.build_bundle(&id, &name, &rootfs, opts, netns.as_deref(), share_etc.as_deref()) {
             Ok(()) => Ok(id),
             Err(e) => {
                 let _ = self.remove_files(&id);
@@ -122,19 +122,30 @@ impl Engine {
         }
     }
 
-    fn build_bundle(&self, id: &str, name: &str, rootfs: &image_rootfs::ImageRootfs, opts: &ContainerOptions, netns: Option<&Path>) -> Result<()> {
+    fn build_bundle(&self, id: &str, name: &str, rootfs: &image_rootfs::ImageRootfs, opts: &ContainerOptions, netns: Option<&Path>, share_etc: Option<&str>) -> Result<()> {
         let d = self.dirs(id);
         for dir in [d.upper(), d.work(), d.rootfs()] {
             std::fs::create_dir_all(&dir).io_context(|| format!("create {}", dir.display()))?;
         }
         overlay::mount(&rootfs.layers, &d.upper(), &d.work(), &d.rootfs())?;
         let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
-        let etc = vec![
+        let mut etc = vec![
             ("/etc/hostname".to_string(), write_file(&d.base, "hostname", &format!("{hostname}\n"))?),
             // On a bridge network, berth-net rewrites it in place with the addresses.
             ("/etc/hosts".to_string(), write_file(&d.base, "hosts", &berth_net::etc::hosts(&hostname, name, &[], &opts.add_hosts, &[]))?),
             ("/etc/resolv.conf".to_string(), write_file(&d.base, "resolv.conf", &resolv_conf(&opts.network, &opts.dns))?),
         ];
+        // `--network container:X`: X's hosts and resolv.conf (the same network, kept current).
+        if let Some(other) = share_etc {
+            for (dest, file) in [("/etc/hosts", "hosts"), ("/etc/resolv.conf", "resolv.conf")] {
+                let theirs = self.dirs(other).base.join(file);
+                if theirs.is_file() {
+                    if let Some(e) = etc.iter_mut().find(|(d, _)| d == dest) {
+                        e.1 = theirs;
+                    }
+                }
+            }
+        }
         self.write_network_request(id, name, &hostname, opts)?;
         let spec = specgen::generate(
             &SpecInputs { id, rootfs: &d.rootfs(), image_config: &rootfs.image.config, etc_files: &etc, netns_path: netns },

@@ -312,8 +312,9 @@ fn network_none_has_only_loopback_and_container_mode_shares_a_namespace() {
     e.spawn(&["run", "--rm", "--name", &holder, "--network", &net, "localhost/bb", "sleep", "60"]);
     let pid = e.pid_of(&holder);
     let want = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap().to_string_lossy().into_owned();
-    let out = e.ok(&["run", "--rm", "--network", &format!("container:{holder}"), "localhost/bb", "sh", "-c", "readlink /proc/self/ns/net; ip -o -4 addr show eth0"]);
+    let out = e.ok(&["run", "--rm", "--network", &format!("container:{holder}"), "localhost/bb", "sh", "-c", "readlink /proc/self/ns/net; cat /etc/hosts"]);
     assert!(out.starts_with(&want), "joined {out}, want {want}");
+    assert!(out.lines().any(|l| l.starts_with("10.") && l.ends_with(&format!(" {holder}"))), "the holder's hosts file is not shared: {out}");
     let ns_out = e.ok(&["run", "--rm", "--network", &format!("ns:/proc/{pid}/ns/net"), "localhost/bb", "readlink", "/proc/self/ns/net"]);
     assert_eq!(ns_out.trim(), want);
     e.ok(&["rm", "-f", &holder]);
