@@ -33,8 +33,23 @@ pub fn default_network_of(root: &Path) -> (String, Subnet) {
     let (b, c) = (200 + ((h >> 8) % 40) as u8, (h >> 16) as u8);
     (format!("bb{:08x}", h as u32), Subnet { addr: Ipv4Addr::new(10, b, c, 0), prefix: 24 })
 }
-/// MTU unless `--mtu` says otherwise (docker's and podman's).
+/// MTU when the host's default route says nothing (docker's and podman's).
 pub const DEFAULT_MTU: u32 = 1500;
+
+/// The MTU of the interface of the host's default IPv4 route (a VM's uplink is often below
+/// 1500: containers must not send more than it carries), else `DEFAULT_MTU`.
+pub fn host_default_mtu() -> u32 {
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    routes
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 7 && f[1] == "00000000" && f[7] == "00000000")
+        .and_then(|f| std::fs::read_to_string(format!("/sys/class/net/{}/mtu", f[0])).ok())
+        .and_then(|m| m.trim().parse().ok())
+        .filter(|m| (576..=65535).contains(m))
+        .unwrap_or(DEFAULT_MTU)
+}
 
 /// What `network create` asks for.
 #[derive(Debug, Clone, Default)]
@@ -49,7 +64,7 @@ pub struct NetworkSpec {
     pub bridge: Option<String>,
     /// No outside connectivity.
     pub internal: bool,
-    /// MTU.
+    /// MTU (default: the host's default route's interface's).
     pub mtu: Option<u32>,
 }
 
@@ -139,7 +154,7 @@ impl Networks {
                 subnet,
                 gateway: subnet.first_host(),
                 internal: false,
-                mtu: DEFAULT_MTU,
+                mtu: host_default_mtu(),
                 created: now(),
             };
             match state.insert_network(&rec) {
@@ -186,7 +201,7 @@ impl Networks {
             subnet,
             gateway,
             internal: spec.internal,
-            mtu: spec.mtu.unwrap_or(DEFAULT_MTU),
+            mtu: spec.mtu.unwrap_or_else(host_default_mtu),
             created: now(),
         };
         self.state.insert_network(&rec)?;
@@ -246,5 +261,26 @@ impl Networks {
     /// A container's published ports (host ports resolved).
     pub fn ports_of(&self, container: &str) -> Result<Vec<crate::PortMapping>> {
         Ok(self.state.ports(Some(container))?.into_iter().map(|p| p.mapping).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_mtu_is_a_sane_link_mtu() {
+        assert!((576..=65535).contains(&host_default_mtu()));
+    }
+
+    #[test]
+    fn other_roots_get_their_own_default_bridge_and_subnet() {
+        let (b, s) = default_network_of(Path::new(DEFAULT_ROOT));
+        assert_eq!((b.as_str(), s.to_string().as_str()), (DEFAULT_BRIDGE, DEFAULT_SUBNET));
+        let (b1, s1) = default_network_of(Path::new("/tmp/a/root"));
+        let (b2, s2) = default_network_of(Path::new("/tmp/b/root"));
+        assert!(b1.len() <= 15 && b1 != b2 && b1 != DEFAULT_BRIDGE);
+        assert!(!s1.overlaps(&DEFAULT_SUBNET.parse().unwrap()));
+        assert_ne!(s1, s2);
     }
 }

@@ -108,7 +108,7 @@ pub struct CreateArgs {
     /// Bridge interface name (default berthN).
     #[arg(long = "interface-name", alias = "bridge")]
     interface_name: Option<String>,
-    /// MTU.
+    /// MTU (default: that of the host's default route's interface).
     #[arg(long)]
     mtu: Option<u32>,
     /// Name.

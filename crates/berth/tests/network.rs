@@ -307,7 +307,12 @@ fn network_none_has_only_loopback_and_container_mode_shares_a_namespace() {
     let out = e.ok(&["run", "--rm", "--network", "none", "localhost/bb", "ip", "-o", "link"]);
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains(": lo:"), "{out}");
+    let refused = e.berth(&["run", "--rm", "--network", "none", "-p", "80", "localhost/bb", "true"]);
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("need a bridge network"), "{}", String::from_utf8_lossy(&refused.stderr));
     let (net, _) = e.network(5, &[]);
+    let link = e.ok(&["run", "--rm", "--network", &net, "localhost/bb", "ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains(&format!(" mtu {} ", berth_net::networks::host_default_mtu())), "{link}");
     let holder = format!("holder-{}", e.tag);
     e.spawn(&["run", "--rm", "--name", &holder, "--network", &net, "localhost/bb", "sleep", "60"]);
     let pid = e.pid_of(&holder);
