@@ -75,6 +75,18 @@ pub fn delete_bridge_if_unused(host: &mut RouteSocket, bridge: &str) -> Result<b
 /// `net_meta` key of the last ruleset sent to nftables.
 const APPLIED_RULESET: &str = "applied-ruleset";
 
+/// Delete a bridge of a network without containers, first the veths of containers that are
+/// gone which the kernel has not removed yet (explicit commands: they may take the time).
+pub(crate) fn delete_bridge_and_stale_veths(host: &mut RouteSocket, bridge: &str) -> Result<bool> {
+    let ports: Vec<String> = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    for p in ports.iter().filter(|p| p.starts_with("bv")) {
+        host.delete_link(p)?;
+    }
+    delete_bridge_if_unused(host, bridge)
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -257,12 +269,7 @@ impl Networks {
         let mut host = RouteSocket::open()?;
         for n in self.state.networks()? {
             if self.state.endpoints_on(&n.name)?.is_empty() {
-                // Veths of containers that are gone, which the kernel has not removed yet.
-                let ports = std::fs::read_dir(format!("/sys/class/net/{}/brif", n.bridge)).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_else(|_| Vec::<String>::new());
-                for p in ports.iter().filter(|p| p.starts_with("bv")) {
-                    host.delete_link(p)?;
-                }
-                delete_bridge_if_unused(&mut host, &n.bridge)?;
+                delete_bridge_and_stale_veths(&mut host, &n.bridge)?;
                 self.state.set_idle_since(&n.name, None)?;
             }
         }

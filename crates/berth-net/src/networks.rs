@@ -233,7 +233,7 @@ impl Networks {
         }
         let _lock = self.lock()?;
         self.state.remove_network(&n.name)?;
-        crate::bridge::delete_bridge_if_unused(&mut RouteSocket::open()?, &n.bridge)?;
+        crate::bridge::delete_bridge_and_stale_veths(&mut RouteSocket::open()?, &n.bridge)?;
         Ok(n.name)
     }
 
