@@ -2,7 +2,7 @@
 """Detached containers benchmark: N (default 50) `run -d --name bK IMG sleep 1000`, one after
 the other, then one `rm -f` of all of them; berth vs podman (`--network none`), on the same
 busybox image imported offline into both, alternating engine by engine for R rounds. Prints
-the median wall time of start-all and remove-all, the peak RSS of the `run -d` and `rm -f`
+the median wall time of start-all and remove-all (both engines with `--network none`), the peak RSS of the `run -d` and `rm -f`
 commands, and ratios.
 
 berth's row needs `berth run -d` (the engine's monitor): where this build's berth refuses it,
@@ -96,7 +96,7 @@ def main():
     try:
         _, tar = busybox_rootfs_tar(base)
         launcher = peak_rss_launcher(base)
-        b = Engine("berth", berth_cmd(berth, base), [], [])
+        b = Engine("berth", berth_cmd(berth, base), ["--network", "none"], [])
         run_ok(b.base_cmd + ["import", tar, IMAGE], "berth import")
         why = berth_detached_works(b)
         if why is None:

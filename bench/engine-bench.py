@@ -51,7 +51,8 @@ def main():
         rt_root = os.path.join(base, "rt")
 
         commands = {
-            "berth run --rm": lambda i: b + ["run", "--rm", IMAGE, "true"],
+            # --network none on every side (berth's default is bridge; bench/net-bench.py measures that).
+            "berth run --rm": lambda i: b + ["run", "--rm", "--network", "none", IMAGE, "true"],
             "podman run --rm": lambda i: p + ["run", "--rm"] + podman_run_opts(base) + [IMAGE, "true"],
         }
         if dockerd:

@@ -9,6 +9,9 @@ pub enum Error {
     /// A runtime problem (create, start, delete).
     #[error(transparent)]
     Runtime(#[from] berth_runtime::Error),
+    /// Networking (berth-net).
+    #[error(transparent)]
+    Net(#[from] berth_net::Error),
     /// The state database.
     #[error("state database: {0}")]
     Db(#[from] rusqlite::Error),

@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 pub mod mount_request;
+pub mod network;
 pub mod overlay;
 pub mod run;
 pub mod seccomp_profile;
@@ -48,5 +49,6 @@ pub fn format_time(secs: i64, nanos: u32) -> String {
 pub use run::Engine;
 pub use settings::{ContainerSettings, LogDriver, RestartPolicy};
 pub use mount_request::MountRequest;
+pub use network::NetworkInfo;
 pub use specgen::{ContainerOptions, NetworkMode};
 pub use volumes::VolumeInfo;

@@ -192,8 +192,14 @@ impl Engine {
             Some(s) => Launched { pid, pidfd: pidfd_open(pid), out: s.out, err: s.err, input: s.input, master },
             None => Launched { pid, pidfd: pidfd_open(pid), out: None, err: None, input: None, master },
         };
+        // The network joins the init's namespace between create and start.
+        if let Err(e) = self.attach_network(&row.id, pid) {
+            let _ = backend.delete(&row.id, true);
+            return Err(e);
+        }
         if let Err(e) = backend.start(&row.id) {
             let _ = backend.delete(&row.id, true);
+            self.detach_network_or_warn(&row.id);
             return Err(e);
         }
         Ok(launched)
@@ -254,6 +260,7 @@ impl Engine {
             drop(fwd);
             log.flush();
             let _ = backend.delete(id, true);
+            self.detach_network_or_warn(id);
             self.db.set_exited(id, Some(status), &berth_runtime::time::now_rfc3339())?;
             let now = self.db.find(id)?.ok_or_else(|| Error::NoSuchContainer(id.to_string()))?;
             if foreground || now.stop_requested || !settings.restart.restarts(status, now.restart_count) {

@@ -19,6 +19,7 @@ pub struct Engine {
     store: Store,
     snapshots: Snapshots,
     pub(crate) db: Db,
+    pub(crate) helper_exe: Option<PathBuf>,
 }
 
 /// Where a container's files live under `<root>/containers/<id>/`.
@@ -64,6 +65,7 @@ impl Engine {
             store: Store::open(root)?,
             snapshots: Snapshots::open(root.join("layers"))?,
             db: Db::open(&root.join("berth.db"))?,
+            helper_exe: None,
         })
     }
 
@@ -106,6 +108,7 @@ impl Engine {
         settings: &ContainerSettings,
         auto_remove: bool,
     ) -> Result<String> {
+        let (netns, share_etc) = self.network_preflight(opts)?;
         let rootfs = image_rootfs::prepare(&self.store, &self.snapshots, image)?;
         let id = new_id()?;
         let mut settings = settings.clone();
@@ -128,7 +131,7 @@ impl Engine {
         check_name(&name)?;
         self.db.insert(&ContainerRow {
             id: id.clone(),
-            name,
+            name: name.clone(),
             image: image.to_string(),
             created: berth_runtime::time::now_rfc3339(),
             state: "created".into(),
@@ -139,7 +142,7 @@ impl Engine {
             settings: settings.to_json(),
             ..Default::default()
         })?;
-        match self.build_bundle(&id, &rootfs, opts) {
+        match self.build_bundle(&id, &name, &rootfs, opts, netns.as_deref(), share_etc.as_deref()) {
             Ok(()) => Ok(id),
             Err(e) => {
                 let _ = self.remove_unlocked(&id);
@@ -149,18 +152,31 @@ impl Engine {
         }
     }
 
-    fn build_bundle(&self, id: &str, rootfs: &image_rootfs::ImageRootfs, opts: &ContainerOptions) -> Result<()> {
+    fn build_bundle(&self, id: &str, name: &str, rootfs: &image_rootfs::ImageRootfs, opts: &ContainerOptions, netns: Option<&Path>, share_etc: Option<&str>) -> Result<()> {
         let d = self.dirs(id);
         for dir in [d.upper(), d.work(), d.rootfs()] {
             std::fs::create_dir_all(&dir).io_context(|| format!("create {}", dir.display()))?;
         }
         overlay::mount(&rootfs.layers, &d.upper(), &d.work(), &d.rootfs())?;
         let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
-        let etc = vec![
+        let mut etc = vec![
             ("/etc/hostname".to_string(), write_file(&d.base, "hostname", &format!("{hostname}\n"))?),
-            ("/etc/hosts".to_string(), write_file(&d.base, "hosts", &format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"))?),
-            ("/etc/resolv.conf".to_string(), write_file(&d.base, "resolv.conf", &resolv_conf())?),
+            // On a bridge network, berth-net rewrites it in place with the addresses.
+            ("/etc/hosts".to_string(), write_file(&d.base, "hosts", &berth_net::etc::hosts(&hostname, name, &[], &opts.add_hosts, &[]))?),
+            ("/etc/resolv.conf".to_string(), write_file(&d.base, "resolv.conf", &resolv_conf(&opts.network, &opts.dns))?),
         ];
+        // `--network container:X`: X's hosts and resolv.conf (the same network, kept current).
+        if let Some(other) = share_etc {
+            for (dest, file) in [("/etc/hosts", "hosts"), ("/etc/resolv.conf", "resolv.conf")] {
+                let theirs = self.dirs(other).base.join(file);
+                if theirs.is_file() {
+                    if let Some(e) = etc.iter_mut().find(|(d, _)| d == dest) {
+                        e.1 = theirs;
+                    }
+                }
+            }
+        }
+        self.write_network_request(id, name, &hostname, opts)?;
         let init = if opts.init { Some(crate::init_binary::locate()?) } else { None };
         let mounts = self.prepare_mounts(id, &d.rootfs(), &rootfs.image.config, &opts.mounts)?;
         let spec = specgen::generate(
@@ -171,6 +187,7 @@ impl Engine {
                 etc_files: &etc,
                 mounts: &mounts,
                 init_binary: init.as_deref(),
+                netns_path: netns,
             },
             opts,
         )?;
@@ -208,6 +225,10 @@ impl Engine {
             Some(std::fs::File::open("/dev/null").io_context(|| "open /dev/null".into())?.into())
         };
         let pid = crate::monitor::with_stdio(&[null, None, None], || backend.create(&row.id, &d.bundle(), None, &log))??;
+        if let Err(e) = self.attach_network(&row.id, pid) {
+            let _ = backend.delete(&row.id, true);
+            return Err(e);
+        }
         let fwd = berth_runtime::signals::Forwarder::block().map_err(Error::Invalid)?;
         self.db.set_running(&row.id, pid, Some(crate::monitor::self_identity()), &berth_runtime::time::now_rfc3339())?;
         if let Err(e) = backend.start(&row.id) {
@@ -216,6 +237,7 @@ impl Engine {
         }
         let status = fwd.forward_until_exit(pid).map_err(Error::Invalid)?;
         backend.delete(&row.id, true)?;
+        self.detach_network_or_warn(&row.id);
         self.remove_unlocked(&row.id)?;
         Ok(status)
     }
@@ -258,6 +280,7 @@ impl Engine {
         let auto_remove = row.as_ref().is_some_and(|r| r.auto_remove);
         let runtime = row.as_ref().and_then(|r| ContainerSettings::from_json(&r.settings).ok()).and_then(|s| s.runtime);
         Backend::new(runtime.as_deref(), &self.run_root).delete(id, true)?;
+        self.detach_network_or_warn(id);
         self.remove_files(id)?;
         let _ = std::fs::remove_dir_all(self.run_dir(id));
         self.db.remove(id)?;
@@ -294,20 +317,12 @@ fn write_file(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// The host's resolv.conf without loopback resolvers (unreachable from the container's own
-/// network namespace), as podman does; public resolvers when nothing is left.
-fn resolv_conf() -> String {
+/// The container's resolv.conf: the host's as is in the host's namespace; elsewhere without
+/// loopback resolvers (see `berth_net::etc::resolv_conf`); `--dns` replaces the nameservers.
+fn resolv_conf(network: &crate::specgen::NetworkMode, dns: &[std::net::IpAddr]) -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut out: Vec<&str> = host
-        .lines()
-        .filter(|l| {
-            let l = l.trim();
-            !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1")))
-        })
-        .collect();
-    if !out.iter().any(|l| l.trim_start().starts_with("nameserver")) {
-        out.push("nameserver 8.8.8.8");
-        out.push("nameserver 8.8.4.4");
+    if *network == crate::specgen::NetworkMode::Host && dns.is_empty() && !host.is_empty() {
+        return host;
     }
-    out.join("\n") + "\n"
+    berth_net::etc::resolv_conf(&host, dns)
 }

@@ -26,14 +26,20 @@ pub const DEFAULT_CAPS: &[&str] = &[
 /// The default seccomp profile: docker's/podman's defaults for docker's capability set.
 const DEFAULT_SECCOMP: &str = include_str!("../../../bench/seccomp-default.json");
 
-/// Network modes available without the networking crate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// `--network`: which network namespace the container gets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum NetworkMode {
     /// A network namespace with only loopback.
     #[default]
     None,
     /// The host's network namespace.
     Host,
+    /// A new namespace joined to a bridge network (berth-net) by name.
+    Bridge(String),
+    /// The namespace of another container (name or id).
+    Container(String),
+    /// The namespace at a path (`ns:/run/netns/x`).
+    Ns(std::path::PathBuf),
 }
 
 /// What the user asked for on `berth run`/`create`.
@@ -104,6 +110,14 @@ pub struct ContainerOptions {
     pub cpuset_cpus: Option<String>,
     /// `--init`: berth-init as PID 1.
     pub init: bool,
+    /// `-p`: published ports (bridge networks only).
+    pub publish: Vec<berth_net::PortMapping>,
+    /// `--ip`: the address on the bridge network.
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// `--dns`: nameservers replacing the host's.
+    pub dns: Vec<std::net::IpAddr>,
+    /// `--add-host`: extra /etc/hosts entries.
+    pub add_hosts: Vec<berth_net::HostEntry>,
 }
 
 impl ContainerOptions {
@@ -136,6 +150,8 @@ pub struct SpecInputs<'a> {
     pub mounts: &'a [Value],
     /// The host's berth-init when `--init` is on.
     pub init_binary: Option<&'a Path>,
+    /// The network namespace to join (`--network container:`/`ns:`), resolved by the engine.
+    pub netns_path: Option<&'a Path>,
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -241,8 +257,12 @@ pub fn generate(inp: &SpecInputs, opts: &ContainerOptions) -> Result<Value> {
     set_mounts(&mut spec, inp, opts)?;
     let linux = &mut spec["linux"];
     let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"}), json!({"type": "cgroup"})];
-    if opts.network == NetworkMode::None {
-        namespaces.push(json!({"type": "network"}));
+    match (&opts.network, inp.netns_path) {
+        (NetworkMode::Host, _) => {}
+        (NetworkMode::Container(_) | NetworkMode::Ns(_), Some(path)) => namespaces.push(json!({"type": "network", "path": path})),
+        (NetworkMode::Container(c), None) => return Err(Error::Invalid(format!("--network container:{c}: the container's namespace is unknown"))),
+        (NetworkMode::Ns(p), None) => return Err(Error::Invalid(format!("--network ns:{}: no path", p.display()))),
+        (NetworkMode::None | NetworkMode::Bridge(_), _) => namespaces.push(json!({"type": "network"})),
     }
     linux["namespaces"] = json!(namespaces);
     linux["resources"] = resources(opts)?;
@@ -371,6 +391,26 @@ mod tests {
     }
 
     #[test]
+    fn the_network_mode_decides_the_network_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        let config = cfg(json!({"Cmd": ["true"]}));
+        let netns = |mode: NetworkMode, path: Option<&Path>| {
+            let inp = SpecInputs { id: "0123456789abcdef", rootfs: dir.path(), image_config: &config, etc_files: &[], mounts: &[], init_binary: None, netns_path: path };
+            let spec = generate(&inp, &ContainerOptions { network: mode, ..Default::default() })?;
+            Ok::<_, Error>(spec["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network").cloned())
+        };
+        assert_eq!(netns(NetworkMode::None, None).unwrap(), Some(json!({"type": "network"})));
+        assert_eq!(netns(NetworkMode::Bridge("bridge".into()), None).unwrap(), Some(json!({"type": "network"})));
+        assert_eq!(netns(NetworkMode::Host, None).unwrap(), None);
+        let p = Path::new("/proc/42/ns/net");
+        assert_eq!(netns(NetworkMode::Container("web".into()), Some(p)).unwrap(), Some(json!({"type": "network", "path": "/proc/42/ns/net"})));
+        assert_eq!(netns(NetworkMode::Ns(p.into()), Some(p)).unwrap(), Some(json!({"type": "network", "path": "/proc/42/ns/net"})));
+        assert!(netns(NetworkMode::Container("web".into()), None).is_err());
+    }
+
+    #[test]
     fn environment_layers_defaults_image_and_flags() {
         let c = cfg(json!({"Env": ["PATH=/opt/bin", "A=1"]}));
         let o = ContainerOptions { env: vec!["A=2".into(), "B=3".into()], ..Default::default() };
@@ -383,7 +423,7 @@ mod tests {
     fn gen(opts: &ContainerOptions, mounts: &[Value], init: Option<&Path>) -> Result<Value> {
         let dir = tempfile::tempdir().unwrap();
         let image = cfg(json!({"Env": ["A=image", "B=image", "C=image"], "Cmd": ["sh"]}));
-        generate(&SpecInputs { id: "0123456789abcdef", rootfs: dir.path(), image_config: &image, etc_files: &[], mounts, init_binary: init }, opts)
+        generate(&SpecInputs { id: "0123456789abcdef", rootfs: dir.path(), image_config: &image, etc_files: &[], mounts, init_binary: init, netns_path: None }, opts)
     }
 
     fn has_env(spec: &Value, kv: &str) -> bool {

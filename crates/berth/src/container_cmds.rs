@@ -159,10 +159,13 @@ fn run_root() -> PathBuf {
     std::env::var_os("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("berth")).unwrap_or_else(|| PathBuf::from("/tmp/berth-run"))
 }
 
-/// The engine, opened on the context's roots.
+/// The engine of this root.
 pub fn engine(ctx: &Context) -> anyhow::Result<Engine> {
     let run_root = ctx.runroot().map(Path::to_path_buf).unwrap_or_else(run_root);
-    Ok(Engine::open(ctx.root(), &run_root)?)
+    let mut engine = Engine::open(ctx.root(), &run_root)?;
+    // Idle bridges are removed by `berth network reap` in the background.
+    engine.set_helper_exe(Some(PathBuf::from("/proc/self/exe")));
+    Ok(engine)
 }
 
 fn settings(a: &RunArgs) -> anyhow::Result<ContainerSettings> {

@@ -10,6 +10,7 @@ mod image_cmds;
 mod inspect_cmds;
 mod login_cmds;
 mod logs_cmd;
+mod network_cmds;
 mod progress;
 mod run_flags;
 mod volume_cmds;
@@ -117,6 +118,11 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(volume_cmds::VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network_cmds::NetworkCommand),
+    /// List a container's published ports.
+    Port(network_cmds::PortArgs),
 }
 
 /// `berth image …`
@@ -161,7 +167,7 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("warn,berth={level},berth_image={level}"))
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("warn,berth={level},berth_image={level},berth_engine={level},berth_net={level},netlink_packet_route=error"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
@@ -205,6 +211,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ps(args) => container_cmds::ps(&ctx, args),
         Command::Rm(args) => container_cmds::rm(&ctx, args),
         Command::Volume(cmd) => volume_cmds::volume(&ctx, cmd),
+        Command::Network(cmd) => network_cmds::network(&ctx, cmd),
+        Command::Port(args) => network_cmds::port(&ctx, args),
         Command::Version => {
             println!("berth version {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -33,9 +33,22 @@ pub struct SpecFlags {
     /// Mount the root filesystem read-only.
     #[arg(long = "read-only")]
     pub read_only: bool,
-    /// none or host.
-    #[arg(long, default_value = "none")]
-    pub network: String,
+    /// bridge (default when root), none (default rootless), host, a network's name,
+    /// container:NAME|ID, ns:PATH.
+    #[arg(long, alias = "net")]
+    pub network: Option<String>,
+    /// Publish a container port: [IP:][HOSTPORT[-END]:]CTRPORT[-END][/tcp|/udp].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// IPv4 address on the network.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// DNS server (replaces the host's).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Extra /etc/hosts entry (NAME:IP).
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     /// Memory limit (e.g. 64m, 1g).
     #[arg(short, long)]
     pub memory: Option<String>,
@@ -135,11 +148,14 @@ pub fn parse_size(s: &str) -> anyhow::Result<i64> {
 impl SpecFlags {
     /// The engine's options for these flags, the command and the terminal choice.
     pub fn to_options(&self, command: Vec<String>, tty: bool) -> anyhow::Result<ContainerOptions> {
-        let network = match self.network.as_str() {
-            "none" => NetworkMode::None,
-            "host" => NetworkMode::Host,
-            other => bail!("--network {other:?}: only none and host are supported yet"),
-        };
+        let network = parse_network(self.network.as_deref())?;
+        let mut publish = Vec::new();
+        for p in &self.publish {
+            publish.extend(berth_net::PortMapping::parse(p)?);
+        }
+        let ip = self.ip.as_deref().map(|ip| ip.parse::<std::net::Ipv4Addr>().map_err(|_| anyhow!("--ip {ip:?}: not an IPv4 address"))).transpose()?;
+        let dns = self.dns.iter().map(|d| d.parse::<std::net::IpAddr>().map_err(|_| anyhow!("--dns {d:?}: not an IP address"))).collect::<anyhow::Result<Vec<_>>>()?;
+        let add_hosts = self.add_host.iter().map(|h| berth_net::etc::parse_add_host(h)).collect::<Result<Vec<_>, _>>()?;
         let mut opts = ContainerOptions {
             command,
             entrypoint: self.entrypoint.clone(),
@@ -150,6 +166,10 @@ impl SpecFlags {
             hostname: self.hostname.clone(),
             read_only: self.read_only,
             network,
+            publish,
+            ip,
+            dns,
+            add_hosts,
             memory: self.memory.as_deref().map(|m| parse_size(m).map_err(|e| anyhow!("--memory: {e}"))).transpose()?,
             pids_limit: self.pids_limit,
             cpus: self.cpus,
@@ -177,7 +197,8 @@ impl SpecFlags {
         opts.devices = self.device.iter().map(|d| devices::parse(d)).collect::<Result<_, _>>()?;
         opts.ulimits = self.ulimit.iter().map(|u| ulimits::parse(u)).collect::<Result<_, _>>()?;
         for s in &self.sysctl {
-            let (k, v) = sysctls::parse(s, network == NetworkMode::None)?;
+            let own_netns = matches!(opts.network, NetworkMode::None | NetworkMode::Bridge(_));
+            let (k, v) = sysctls::parse(s, own_netns)?;
             opts.sysctls.insert(k, v);
         }
         opts.shm_size = self.shm_size.as_deref().map(|s| parse_size(s).map_err(|e| anyhow!("--shm-size: {e}"))).transpose()?;
@@ -193,6 +214,26 @@ impl SpecFlags {
         opts.init = self.init;
         Ok(opts)
     }
+}
+
+/// `--network`: bridge when unset and root (a rootless caller cannot make links), else none.
+pub fn parse_network(value: Option<&str>) -> anyhow::Result<NetworkMode> {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    Ok(match value {
+        None if root => NetworkMode::Bridge(berth_net::DEFAULT_NETWORK.into()),
+        None | Some("none") => NetworkMode::None,
+        Some("host") => NetworkMode::Host,
+        Some(v) if v.starts_with("container:") => NetworkMode::Container(v["container:".len()..].to_string()),
+        Some(v) if v.starts_with("ns:") => NetworkMode::Ns(v["ns:".len()..].into()),
+        Some("") => bail!("--network: empty value"),
+        Some(name) => {
+            if !root {
+                bail!("--network {name}: bridge networks need root (use none or host)");
+            }
+            NetworkMode::Bridge(name.to_string())
+        }
+    })
 }
 
 #[cfg(test)]
@@ -255,5 +296,14 @@ mod tests {
         assert_eq!(parse_size("2MB").unwrap(), 2 << 20);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("-1m").is_err());
+    }
+
+    #[test]
+    fn network_values_map_to_modes() {
+        assert_eq!(parse_network(Some("none")).unwrap(), NetworkMode::None);
+        assert_eq!(parse_network(Some("host")).unwrap(), NetworkMode::Host);
+        assert_eq!(parse_network(Some("container:web")).unwrap(), NetworkMode::Container("web".into()));
+        assert_eq!(parse_network(Some("ns:/run/netns/x")).unwrap(), NetworkMode::Ns("/run/netns/x".into()));
+        assert!(parse_network(Some("")).is_err());
     }
 }
