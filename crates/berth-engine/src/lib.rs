@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod capabilities;
+pub mod copy;
 pub mod db;
 pub mod devices;
 pub mod env_file;
@@ -47,6 +48,7 @@ pub fn format_time(secs: i64, nanos: u32) -> String {
 }
 pub use run::Engine;
 pub use settings::{ContainerSettings, LogDriver, RestartPolicy};
+pub use copy::CopyOptions;
 pub use mount_request::MountRequest;
 pub use specgen::{ContainerOptions, NetworkMode};
 pub use volumes::VolumeInfo;

@@ -5,6 +5,7 @@ mod archive_cmds;
 mod attach;
 mod container_cmds;
 mod context;
+mod cp_cmd;
 mod format;
 mod image_cmds;
 mod inspect_cmds;
@@ -108,6 +109,8 @@ enum Command {
     Top(inspect_cmds::TopArgs),
     /// Show containers' resource usage.
     Stats(inspect_cmds::StatsArgs),
+    /// Copy files between a container and the host (CONTAINER:PATH; - is a tar stream).
+    Cp(cp_cmd::CpArgs),
     /// The detached monitor of a container (started by run -d and start).
     #[command(name = "__monitor", hide = true)]
     Monitor {
@@ -202,6 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect_cmds::inspect(&ctx, args),
         Command::Top(args) => inspect_cmds::top(&ctx, args),
         Command::Stats(args) => inspect_cmds::stats(&ctx, args),
+        Command::Cp(args) => cp_cmd::cp(&ctx, args),
         Command::Ps(args) => container_cmds::ps(&ctx, args),
         Command::Rm(args) => container_cmds::rm(&ctx, args),
         Command::Volume(cmd) => volume_cmds::volume(&ctx, cmd),
