@@ -102,7 +102,12 @@ impl<'a> Extractor<'a> {
             let parent = parent.as_fd();
             let cname = cstr(name)?;
             let h = entry.header().clone();
-            let mode = h.mode().unwrap_or(0o644) & 0o7777;
+            let mut mode = h.mode().unwrap_or(0o644) & 0o7777;
+            if self.owners == Owners::Caller {
+                // The owner changes: set-id bits would now grant the caller's ids (a container's
+                // setuid-root shell copied out by root). cp(1) without -p drops them too.
+                mode &= !(libc::S_ISUID | libc::S_ISGID) as u32;
+            }
             let ids = match self.owners {
                 Owners::Keep => Some((h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32)),
                 Owners::Fixed(u, g) => Some((u, g)),
@@ -278,4 +283,67 @@ fn chmod_path_fd(fd: BorrowedFd, mode: u32) -> std::io::Result<()> {
     let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(std::io::Error::other)?;
     // SAFETY: a valid C string.
     check(unsafe { libc::chmod(p.as_ptr(), mode) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o4755);
+            h.set_size(0);
+            if *kind == tar::EntryType::Symlink {
+                b.append_link(&mut h, name, data).unwrap();
+            } else {
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, name, data.as_bytes()).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn entries_below_a_symlink_the_archive_made_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let fd = safe_path::open_root(&root).unwrap();
+        let data = tar_of(&[
+            ("up", tar::EntryType::Symlink, "../outside"),
+            ("abs", tar::EntryType::Symlink, outside.to_str().unwrap()),
+            ("up/a", tar::EntryType::Regular, "x"),
+            ("abs/b", tar::EntryType::Regular, "y"),
+        ]);
+        Extractor::new(fd.as_fd(), PathBuf::from("/"), Owners::Caller).unpack(&data[..]).unwrap();
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        assert_eq!(std::fs::read_to_string(root.join("outside/a")).unwrap(), "x");
+        let inside = root.join(outside.strip_prefix("/").unwrap()).join("b");
+        assert_eq!(std::fs::read_to_string(inside).unwrap(), "y");
+    }
+
+    #[test]
+    fn dotdot_entries_are_refused_and_set_id_bits_dropped_for_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = safe_path::open_root(dir.path()).unwrap();
+        let data = tar_of(&[("suid", tar::EntryType::Regular, "#!")]);
+        Extractor::new(fd.as_fd(), PathBuf::from("/"), Owners::Caller).unpack(&data[..]).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(dir.path().join("suid")).unwrap().permissions().mode() & 0o7777, 0o755);
+        let mut raw = [0u8; 512];
+        raw[..8].copy_from_slice(b"../evil\0");
+        let mut h = tar::Header::from_byte_slice(&raw).clone();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut bad = h.as_bytes().to_vec();
+        bad.extend([0u8; 1024]);
+        assert!(Extractor::new(fd.as_fd(), PathBuf::from("/"), Owners::Caller).unpack(&bad[..]).is_err());
+    }
 }
