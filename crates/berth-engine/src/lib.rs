@@ -25,6 +25,7 @@ pub mod security_opt;
 pub mod settings;
 pub mod specgen;
 pub mod sysctls;
+pub mod system;
 pub mod ulimits;
 pub mod user;
 pub mod volumes;

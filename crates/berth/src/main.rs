@@ -13,6 +13,7 @@ mod login_cmds;
 mod logs_cmd;
 mod progress;
 mod run_flags;
+mod system_cmds;
 mod volume_cmds;
 
 use std::path::PathBuf;
@@ -73,8 +74,8 @@ enum Command {
     Load(archive_cmds::LoadArgs),
     /// Create a one-layer image from a rootfs tarball.
     Import(archive_cmds::ImportArgs),
-    /// Show the version.
-    Version,
+    /// Show the client's and the engine's versions.
+    Version(system_cmds::VersionArgs),
     /// Run a command in a new container.
     Run(container_cmds::RunArgs),
     /// Create a container without starting it.
@@ -120,6 +121,11 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(volume_cmds::VolumeCommand),
+    /// Manage the engine: info, prune.
+    #[command(subcommand)]
+    System(system_cmds::SystemCommand),
+    /// Show the host, the engine's state and the runtime's features (system info).
+    Info(system_cmds::InfoArgs),
 }
 
 /// `berth image …`
@@ -209,9 +215,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ps(args) => container_cmds::ps(&ctx, args),
         Command::Rm(args) => container_cmds::rm(&ctx, args),
         Command::Volume(cmd) => volume_cmds::volume(&ctx, cmd),
-        Command::Version => {
-            println!("berth version {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Command::Version(args) => system_cmds::version(args),
+        Command::System(cmd) => system_cmds::system(&ctx, cmd),
+        Command::Info(args) => system_cmds::info(&ctx, args),
     }
 }
