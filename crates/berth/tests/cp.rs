@@ -258,7 +258,7 @@ fn cp_works_on_a_stopped_container() {
 }
 
 #[test]
-fn cp_reaches_a_running_containers_volumes_and_refuses_read_only_ones() {
+fn cp_reaches_the_volumes_of_running_and_stopped_containers_and_refuses_read_only_ones() {
     let e = Env::new("cp-volume");
     running(&e, "vol", &["-v", "data:/data", "-v", "ro:/ro:ro", "--tmpfs", "/scratch"]);
     let f = e.dir.join("file");
@@ -276,6 +276,16 @@ fn cp_reaches_a_running_containers_volumes_and_refuses_read_only_ones() {
     assert_eq!(std::fs::read_to_string(&got).unwrap(), "made inside\n");
     // The kernel's files are not copied.
     assert_eq!(e.berth(&["cp", "vol:/proc/self/status", e.dir.join("st").to_str().unwrap()]).status.code(), Some(125));
+    // Stopped: the volumes' sources are used (the tmpfs is gone with the container's run).
+    e.ok(&["stop", "-t", "0", "vol"]);
+    let again = e.dir.join("again");
+    e.ok(&["cp", "vol:/data/inner", again.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), "made inside\n");
+    e.ok(&["cp", f.to_str().unwrap(), "vol:/data/while-stopped"]);
+    assert!(e.dir.join("root/volumes/data/_data/while-stopped").is_file());
+    let out = e.berth(&["cp", f.to_str().unwrap(), "vol:/ro/"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("read-only"), "{}", stderr(&out));
 }
 
 #[test]

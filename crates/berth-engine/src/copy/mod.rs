@@ -169,6 +169,42 @@ impl Engine {
         Ok(fd)
     }
 
+    /// The root to resolve `p` in, and `p` within it. A running container's own view has its
+    /// volumes and binds; for a stopped one, a path under a directory bind or volume (from the
+    /// bundle's config.json) is taken from the mount's source, resolved inside that directory —
+    /// a lexical match: a symlink of the image leading into a volume is not followed there.
+    fn container_side(&self, row: &ContainerRow, p: CopyPath, writing: bool) -> Result<(OwnedFd, CopyPath)> {
+        let root = self.container_root(row)?;
+        if matches!(row.state.as_str(), "running" | "paused") {
+            return Ok((root, p));
+        }
+        let config = self.dirs(&row.id).bundle().join("config.json");
+        let spec: serde_json::Value = std::fs::read(&config)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let mut best: Option<(usize, PathBuf, bool)> = None;
+        for m in spec["mounts"].as_array().into_iter().flatten() {
+            let (Some(dest), Some(source)) = (m["destination"].as_str(), m["source"].as_str()) else { continue };
+            if m["type"] != "bind" || !Path::new(source).is_dir() {
+                continue;
+            }
+            let d = CopyPath::parse(dest);
+            if d.comps.is_empty() || !p.comps.starts_with(&d.comps) || best.as_ref().is_some_and(|b| b.0 >= d.comps.len()) {
+                continue;
+            }
+            let ro = m["options"].as_array().is_some_and(|o| o.iter().any(|x| x == "ro"));
+            best = Some((d.comps.len(), PathBuf::from(source), ro));
+        }
+        let Some((depth, source, ro)) = best else { return Ok((root, p)) };
+        if writing && ro {
+            return Err(Error::Invalid(format!("container {}: {} is on a read-only mount", row.name, p.text)));
+        }
+        let fd = safe_path::open_root(&source)?;
+        let inner = CopyPath { comps: p.comps[depth..].to_vec(), ..p };
+        Ok((fd, inner))
+    }
+
     /// `/proc/<pid>/root` of the container's init, if `pid` still is that init (pidfd taken
     /// first, then the runtime's check of pid and start time).
     fn live_root(&self, row: &ContainerRow, pid: i32) -> Option<OwnedFd> {
@@ -209,8 +245,7 @@ impl Engine {
     /// `cp CONTAINER:SRC -`: SRC as a tar stream on `out` (a directory's content only with `/.`).
     pub fn copy_out_to_stream(&self, key: &str, src: &str, opts: &CopyOptions, out: impl Write) -> Result<()> {
         let row = self.find(key)?;
-        let root = self.container_root(&row)?;
-        let src = CopyPath::parse(src);
+        let (root, src) = self.container_side(&row, CopyPath::parse(src), false)?;
         let (fd, dir) = self.open_container_source(&row, root.as_fd(), &src, opts)?;
         let top = if dir && src.contents { OsString::new() } else { src.name() };
         let mut w = TreeWriter::new(out);
@@ -221,8 +256,7 @@ impl Engine {
     /// `cp CONTAINER:SRC DEST`: to the host path `dest`.
     pub fn copy_out(&self, key: &str, src: &str, dest: &Path, opts: &CopyOptions) -> Result<()> {
         let row = self.find(key)?;
-        let root = self.container_root(&row)?;
-        let src = CopyPath::parse(src);
+        let (root, src) = self.container_side(&row, CopyPath::parse(src), false)?;
         let (fd, dir) = self.open_container_source(&row, root.as_fd(), &src, opts)?;
         let dest_text = dest.to_string_lossy().to_string();
         let dest_p = CopyPath::parse(&dest_text);
@@ -261,8 +295,7 @@ impl Engine {
     /// `cp - CONTAINER:DEST`: unpack the tar stream `input` into the directory DEST.
     pub fn copy_in_from_stream(&self, key: &str, input: impl Read, dest: &str, opts: &CopyOptions) -> Result<()> {
         let row = self.find(key)?;
-        let root = self.container_root(&row)?;
-        let dest = CopyPath::parse(dest);
+        let (root, dest) = self.container_side(&row, CopyPath::parse(dest), true)?;
         if dest_state(root.as_fd(), &dest)? != DestState::Dir {
             return Err(Error::Invalid(format!("container {}: destination {} must be an existing directory", row.name, dest.text)));
         }
@@ -276,7 +309,7 @@ impl Engine {
     /// `cp SRC CONTAINER:DEST`: from the host path `src`.
     pub fn copy_in(&self, key: &str, src: &Path, dest: &str, opts: &CopyOptions) -> Result<()> {
         let row = self.find(key)?;
-        let root = self.container_root(&row)?;
+        let (root, dest) = self.container_side(&row, CopyPath::parse(dest), true)?;
         let src_text = src.to_string_lossy().to_string();
         let abs = std::path::absolute(src).io_context(|| format!("{src_text}"))?;
         let mut src_p = CopyPath::parse(&src_text);
@@ -287,7 +320,6 @@ impl Engine {
         if src_p.trailing_slash && !dir {
             return Err(Error::Invalid(format!("{src_text}: not a directory")));
         }
-        let dest = CopyPath::parse(dest);
         let p = plan(dir, &src_p, &dest, dest_state(root.as_fd(), &dest)?).map_err(Error::Invalid)?;
         let target_dir = if p.into_parent {
             let parent = CopyPath::parse(&dest.parent().to_string_lossy());
