@@ -182,6 +182,8 @@ mod tests {
         assert_eq!(unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) }, 0);
         // SAFETY: new fds nobody else owns.
         let (master, _slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        // The relay reaps it.
+        #[allow(clippy::zombie_processes)]
         let child = std::process::Command::new("sh").args(["-c", "exit 7"]).spawn().unwrap();
         let pid = child.id() as i32;
         // Its SIGCHLD is gone by the time the relay starts (a quick `exec -t`).

@@ -29,6 +29,7 @@ const PSEUDO_FS: &[i64] = &[
 ];
 
 /// Whether `fd` lies on a kernel pseudo filesystem (see [`PSEUDO_FS`]).
+#[allow(clippy::unnecessary_cast)] // the f_type width differs between architectures
 pub(crate) fn on_pseudo_fs(fd: BorrowedFd) -> bool {
     nix::sys::statfs::fstatfs(fd).is_ok_and(|s| PSEUDO_FS.contains(&(s.filesystem_type().0 as i64)))
 }

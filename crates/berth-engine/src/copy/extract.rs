@@ -106,7 +106,7 @@ impl<'a> Extractor<'a> {
             if self.owners == Owners::Caller {
                 // The owner changes: set-id bits would now grant the caller's ids (a container's
                 // setuid-root shell copied out by root). cp(1) without -p drops them too.
-                mode &= !(libc::S_ISUID | libc::S_ISGID) as u32;
+                mode &= !(libc::S_ISUID | libc::S_ISGID);
             }
             let ids = match self.owners {
                 Owners::Keep => Some((h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32)),

@@ -311,7 +311,7 @@ impl Engine {
         let row = self.find(key)?;
         let (root, dest) = self.container_side(&row, CopyPath::parse(dest), true)?;
         let src_text = src.to_string_lossy().to_string();
-        let abs = std::path::absolute(src).io_context(|| format!("{src_text}"))?;
+        let abs = std::path::absolute(src).io_context(|| src_text.clone())?;
         let mut src_p = CopyPath::parse(&src_text);
         src_p.comps = CopyPath::parse(&abs.to_string_lossy()).comps;
         let host_root = safe_path::open_root(Path::new("/"))?;
