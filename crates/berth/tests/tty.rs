@@ -35,7 +35,12 @@ fn open_pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
 
 /// Run `cmd` with a new pty as its controlling terminal and stdio; type `input` into it after
 /// `input_delay`; collect everything it shows until it exits (20 s at most).
-fn run_in_pty(mut cmd: Command, input: &[u8], input_delay: Duration) -> TtyRun {
+fn run_in_pty(cmd: Command, input: &[u8], input_delay: Duration) -> TtyRun {
+    run_in_pty_resized(cmd, input, input_delay, None)
+}
+
+/// [`run_in_pty`], resizing the terminal to 50x150 after `resize` (SIGWINCH to berth).
+fn run_in_pty_resized(mut cmd: Command, input: &[u8], input_delay: Duration, resize: Option<Duration>) -> TtyRun {
     let (master, slave) = open_pty(33, 111);
     let dup = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
     cmd.stdin(dup(&slave)).stdout(dup(&slave)).stderr(dup(&slave));
@@ -80,6 +85,12 @@ fn run_in_pty(mut cmd: Command, input: &[u8], input_delay: Duration) -> TtyRun {
         std::thread::sleep(input_delay);
         std::fs::File::from(master.try_clone().unwrap()).write_all(input).unwrap();
     }
+    if let Some(after) = resize {
+        std::thread::sleep(after);
+        let ws = libc::winsize { ws_row: 50, ws_col: 150, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads one winsize; the kernel signals the terminal's foreground group.
+        assert_eq!(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) }, 0);
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -118,6 +129,19 @@ fn run_t_gives_the_container_a_terminal_of_our_size_and_relays_output_and_status
     assert!(r.output.contains("/dev/pts/0\n"), "{}", r.output);
     assert!(r.output.contains("33 111\n"), "the container's terminal has our size: {}", r.output);
     assert_eq!(e.mounts(), 0);
+}
+
+#[test]
+fn run_t_passes_a_resize_of_our_terminal_on_to_the_container() {
+    let e = Env::new("tty-winch");
+    let r = run_in_pty_resized(
+        berth_cmd(&e, &["run", "--rm", "-t", "localhost/demo", "sh", "-c", "busybox stty size; i=0; while test \"$(busybox stty size)\" = '33 111' && test $i -lt 150; do sleep 0.1; i=$((i+1)); done; busybox stty size"]),
+        b"",
+        Duration::ZERO,
+        Some(Duration::from_millis(2000)),
+    );
+    assert_eq!(r.status, Some(0), "{}", r.output);
+    assert!(r.output.contains("33 111\n50 150\n"), "{}", r.output);
 }
 
 #[test]
