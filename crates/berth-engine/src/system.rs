@@ -11,16 +11,20 @@ use crate::error::Result;
 use crate::run::Engine;
 
 /// Containers by state, as docker counts them.
+/// Serialized with docker's names (`Containers`, `ContainersRunning`…).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct ContainerCounts {
     /// Every container.
+    #[serde(rename = "Containers")]
     pub total: usize,
     /// Running (or restarting).
+    #[serde(rename = "ContainersRunning")]
     pub running: usize,
     /// Paused.
+    #[serde(rename = "ContainersPaused")]
     pub paused: usize,
     /// Created or exited.
+    #[serde(rename = "ContainersStopped")]
     pub stopped: usize,
 }
 
@@ -75,6 +79,7 @@ pub struct SystemInfo {
     /// The controllers berth can use.
     pub cgroup_controllers: Vec<String>,
     /// Containers by state.
+    #[serde(flatten)]
     pub containers: ContainerCounts,
     /// Distinct images (by id) in the store.
     pub images: usize,
