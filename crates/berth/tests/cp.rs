@@ -162,7 +162,8 @@ fn cp_never_follows_a_containers_symlinks_out_of_its_root() {
     let setup = format!(
         "busybox mkdir -p /tmp; busybox ln -s / /escape; busybox ln -s ../../../../../../../.. /up; busybox ln -s {dir} /hostdir; \
          busybox ln -s {dir}/host-target /tmp/target-link; busybox ln -s {dir}/host-secret /dangling; \
-         busybox mkdir -p /etc2; busybox ln -s /escape/{dir} /etc2/deep"
+         busybox mkdir -p /etc2; busybox ln -s /escape/{dir} /etc2/deep; busybox ln -s /proc/self/root /magic; \
+         busybox ln -s /proc/1/cwd/../../../proc/self/root /magic2"
     );
     for (name, state) in [("live", "running"), ("dead", "exited")] {
         if state == "running" {
@@ -180,6 +181,11 @@ fn cp_never_follows_a_containers_symlinks_out_of_its_root() {
             "/hostdir/host-secret".to_string(),
             "/etc2/deep/host-secret".to_string(),
             "/dangling/.".to_string(),
+            // A running container's /proc is its own procfs: /proc/self/root would be berth's
+            // root, the host's, were magic links followed.
+            format!("/magic{dir}/host-secret"),
+            format!("/magic2{dir}/host-secret"),
+            format!("/proc/self/root{dir}/host-secret"),
         ] {
             let out = e.berth(&["cp", "-L", &format!("{name}:{src}"), out_dir.join("got").to_str().unwrap()]);
             assert_eq!(out.status.code(), Some(125), "{name}:{src} was copied: {}", stderr(&out));
@@ -193,7 +199,9 @@ fn cp_never_follows_a_containers_symlinks_out_of_its_root() {
         // Writing through them lands inside the container (or fails), never on the host.
         let payload = e.dir.join("payload");
         std::fs::write(&payload, "from cp\n").unwrap();
-        for dest in ["/tmp/target-link/", "/tmp/target-link/x", "/hostdir/host-target/", "/dangling", "/escape/dangling"] {
+        let magic_dest = format!("/magic{dir}/host-target/");
+        let proc_dest = format!("/proc/self/root{dir}/host-target/x");
+        for dest in ["/tmp/target-link/", "/tmp/target-link/x", "/hostdir/host-target/", "/dangling", "/escape/dangling", &magic_dest, &proc_dest] {
             let _ = e.berth(&["cp", payload.to_str().unwrap(), &format!("{name}:{dest}")]);
         }
         let _ = e.berth(&["cp", &format!("{}/.", e.dir.join("out-live").display()), &format!("{name}:/hostdir")]);
