@@ -294,6 +294,10 @@ fn cp_reaches_the_volumes_of_running_and_stopped_containers_and_refuses_read_onl
     let out = e.berth(&["cp", f.to_str().unwrap(), "vol:/ro/"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("read-only"), "{}", stderr(&out));
+    // The engine's /etc/hosts (a file bind) is the one the container saw.
+    let hosts = e.dir.join("hosts");
+    e.ok(&["cp", "vol:/etc/hosts", hosts.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&hosts).unwrap().contains("localhost"));
 }
 
 #[test]

@@ -172,7 +172,8 @@ impl Engine {
     /// The root to resolve `p` in, and `p` within it. A running container's own view has its
     /// volumes and binds; for a stopped one, a path under a directory bind or volume (from the
     /// bundle's config.json) is taken from the mount's source, resolved inside that directory —
-    /// a lexical match: a symlink of the image leading into a volume is not followed there.
+    /// a lexical match: a symlink of the image leading into a volume is not followed there. A
+    /// file bind (`/etc/hosts`, `-v /host/file:/f`) is read from its source, not written.
     fn container_side(&self, row: &ContainerRow, p: CopyPath, writing: bool) -> Result<(OwnedFd, CopyPath)> {
         let root = self.container_root(row)?;
         if matches!(row.state.as_str(), "running" | "paused") {
@@ -183,22 +184,29 @@ impl Engine {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(serde_json::Value::Null);
-        let mut best: Option<(usize, PathBuf, bool)> = None;
+        // (depth, source, read-only, a file bind)
+        let mut best: Option<(usize, PathBuf, bool, bool)> = None;
         for m in spec["mounts"].as_array().into_iter().flatten() {
             let (Some(dest), Some(source)) = (m["destination"].as_str(), m["source"].as_str()) else { continue };
-            if m["type"] != "bind" || !Path::new(source).is_dir() {
-                continue;
-            }
+            let Ok(md) = std::fs::metadata(source) else { continue };
             let d = CopyPath::parse(dest);
-            if d.comps.is_empty() || !p.comps.starts_with(&d.comps) || best.as_ref().is_some_and(|b| b.0 >= d.comps.len()) {
+            // A file bind (/etc/hosts…) is the path itself only.
+            let covers = if md.is_dir() { p.comps.starts_with(&d.comps) } else { md.is_file() && p.comps == d.comps };
+            if m["type"] != "bind" || d.comps.is_empty() || !covers || best.as_ref().is_some_and(|b| b.0 >= d.comps.len()) {
                 continue;
             }
             let ro = m["options"].as_array().is_some_and(|o| o.iter().any(|x| x == "ro"));
-            best = Some((d.comps.len(), PathBuf::from(source), ro));
+            best = Some((d.comps.len(), PathBuf::from(source), ro, !md.is_dir()));
         }
-        let Some((depth, source, ro)) = best else { return Ok((root, p)) };
-        if writing && ro {
-            return Err(Error::Invalid(format!("container {}: {} is on a read-only mount", row.name, p.text)));
+        let Some((depth, source, ro, file)) = best else { return Ok((root, p)) };
+        if writing && (ro || file) {
+            let why = if ro { "a read-only mount" } else { "a file bind mount (copy into it while the container runs)" };
+            return Err(Error::Invalid(format!("container {}: {} is {why}", row.name, p.text)));
+        }
+        if file {
+            let (Some(dir), Some(name)) = (source.parent(), source.file_name()) else { return Ok((root, p)) };
+            let fd = safe_path::open_root(dir)?;
+            return Ok((fd, CopyPath { comps: vec![name.to_os_string()], ..p }));
         }
         let fd = safe_path::open_root(&source)?;
         let inner = CopyPath { comps: p.comps[depth..].to_vec(), ..p };
