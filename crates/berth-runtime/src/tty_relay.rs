@@ -80,6 +80,11 @@ fn read_some(fd: i32, buf: &mut [u8]) -> isize {
 
 /// Relay stdin → master and master → stdout until `pid` exits; returns its status.
 pub fn relay_until_exit(master: OwnedFd, fwd: &Forwarder, pid: i32) -> Result<i32, String> {
+    relay_until_exit_tee(master, fwd, pid, &mut |_| {})
+}
+
+/// [`relay_until_exit`], also handing every piece of output to `tee` (an engine's log).
+pub fn relay_until_exit_tee(master: OwnedFd, fwd: &Forwarder, pid: i32, tee: &mut dyn FnMut(&[u8])) -> Result<i32, String> {
     let _raw = RawMode::enter(0);
     copy_window_size(0, master.as_fd());
     // The exit is watched through a pidfd as well as SIGCHLD: a process that exited before
@@ -115,6 +120,7 @@ pub fn relay_until_exit(master: OwnedFd, fwd: &Forwarder, pid: i32) -> Result<i3
         if fds[1].revents != 0 {
             let r = read_some(m, &mut buf);
             if r > 0 {
+                tee(&buf[..r as usize]);
                 if !write_all(1, &buf[..r as usize]) {
                     master_open = false;
                 }
@@ -133,7 +139,7 @@ pub fn relay_until_exit(master: OwnedFd, fwd: &Forwarder, pid: i32) -> Result<i3
         }
         if fds[3].revents != 0 {
             if let Some(status) = reap(pid)? {
-                drain(m, &mut buf, master_open);
+                drain(m, &mut buf, master_open, tee);
                 return Ok(status);
             }
         }
@@ -141,7 +147,7 @@ pub fn relay_until_exit(master: OwnedFd, fwd: &Forwarder, pid: i32) -> Result<i3
             match fwd.next_signal()? {
                 libc::SIGCHLD => {
                     if let Some(status) = reap(pid)? {
-                        drain(m, &mut buf, master_open);
+                        drain(m, &mut buf, master_open, tee);
                         return Ok(status);
                     }
                 }
@@ -156,7 +162,7 @@ pub fn relay_until_exit(master: OwnedFd, fwd: &Forwarder, pid: i32) -> Result<i3
 }
 
 /// What the container wrote just before it exited.
-fn drain(m: i32, buf: &mut [u8], open: bool) {
+fn drain(m: i32, buf: &mut [u8], open: bool, tee: &mut dyn FnMut(&[u8])) {
     if !open {
         return;
     }
@@ -164,7 +170,11 @@ fn drain(m: i32, buf: &mut [u8], open: bool) {
     unsafe { libc::fcntl(m, libc::F_SETFL, libc::fcntl(m, libc::F_GETFL) | libc::O_NONBLOCK) };
     loop {
         let r = read_some(m, buf);
-        if r <= 0 || !write_all(1, &buf[..r as usize]) {
+        if r <= 0 {
+            return;
+        }
+        tee(&buf[..r as usize]);
+        if !write_all(1, &buf[..r as usize]) {
             return;
         }
     }

