@@ -58,6 +58,10 @@ fn cp_copies_a_file_in_and_out_keeping_content_and_mode() {
     assert_eq!(md.uid(), 0, "without -a the copy is the caller's, as with docker");
     e.ok(&["cp", "-a", "box:/made", out.join("kept").to_str().unwrap()]);
     assert_eq!(std::fs::metadata(out.join("kept")).unwrap().uid(), 4000);
+    // A container's device node comes out as the caller's alone (-a keeps its mode).
+    e.ok(&["exec", "box", "sh", "-c", "busybox mknod /node c 1 3 && busybox chmod 666 /node"]);
+    e.ok(&["cp", "box:/node", out.join("node").to_str().unwrap()]);
+    assert_eq!(std::fs::symlink_metadata(out.join("node")).unwrap().mode() & 0o7777, 0o600);
     // A trailing slash on a file is an error, as is a directory onto a file.
     assert_eq!(e.berth(&["cp", "box:/made/", out.to_str().unwrap()]).status.code(), Some(125));
     assert_eq!(e.berth(&["cp", "box:/etc", out.join("made").to_str().unwrap()]).status.code(), Some(125));

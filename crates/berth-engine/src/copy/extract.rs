@@ -156,6 +156,9 @@ impl<'a> Extractor<'a> {
                         tar::EntryType::Block => libc::S_IFBLK,
                         _ => libc::S_IFIFO,
                     };
+                    // Copied out without -a, a container's device node is the caller's only: a
+                    // 0666 node of the host's disk must not open it to every host user.
+                    let mode = if self.owners == Owners::Caller && typ != libc::S_IFIFO { mode & 0o600 } else { mode };
                     let dev = libc::makedev(h.device_major()?.unwrap_or(0), h.device_minor()?.unwrap_or(0));
                     remove_non_dir(parent, &cname).map_err(|e| err(&rel, "replace", e))?;
                     // SAFETY: a valid C string relative to a directory fd.
