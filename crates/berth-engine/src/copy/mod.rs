@@ -138,8 +138,14 @@ fn is_dir(fd: BorrowedFd) -> Result<bool> {
 }
 
 /// Run `produce` (writing a tar stream) on a thread and `consume` (reading it) here.
-fn through_pipe(produce: impl FnOnce(std::io::PipeWriter) -> std::io::Result<()> + Send, consume: impl FnOnce(std::io::PipeReader) -> std::io::Result<u64>) -> std::io::Result<()> {
-    let (r, w) = std::io::pipe()?;
+fn through_pipe(produce: impl FnOnce(std::fs::File) -> std::io::Result<()> + Send, consume: impl FnOnce(std::fs::File) -> std::io::Result<u64>) -> std::io::Result<()> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into a valid array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: two new fds owned by nobody else.
+    let (r, w) = unsafe { (std::fs::File::from(OwnedFd::from_raw_fd(fds[0])), std::fs::File::from(OwnedFd::from_raw_fd(fds[1]))) };
     std::thread::scope(|s| {
         let writer = s.spawn(move || produce(w));
         let read = consume(r);
