@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod capabilities;
+pub mod copy;
 pub mod db;
 pub mod devices;
 pub mod env_file;
@@ -25,6 +26,7 @@ pub mod security_opt;
 pub mod settings;
 pub mod specgen;
 pub mod sysctls;
+pub mod system;
 pub mod ulimits;
 pub mod user;
 pub mod volumes;
@@ -48,6 +50,7 @@ pub fn format_time(secs: i64, nanos: u32) -> String {
 }
 pub use run::Engine;
 pub use settings::{ContainerSettings, LogDriver, RestartPolicy};
+pub use copy::CopyOptions;
 pub use mount_request::MountRequest;
 pub use network::NetworkInfo;
 pub use specgen::{ContainerOptions, NetworkMode};

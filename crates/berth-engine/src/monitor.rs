@@ -252,7 +252,9 @@ impl Engine {
             first = false;
             let status = if foreground && settings.tty {
                 let master = launched.master.ok_or_else(|| Error::Invalid("no terminal was received".into()))?;
-                berth_runtime::tty_relay::relay_until_exit(master, &fwd, launched.pid).map_err(Error::Invalid)?
+                // The terminal's output is logged too, as docker logs a `run -t`.
+                let mut tee = |data: &[u8]| log.write(Stream::Stdout, data);
+                berth_runtime::tty_relay::relay_until_exit_tee(master, &fwd, launched.pid, &mut tee).map_err(Error::Invalid)?
             } else {
                 pump(launched, &fwd, &mut log, attach.as_ref(), foreground)
             };

@@ -80,8 +80,23 @@ fn read_some(fd: i32, buf: &mut [u8]) -> isize {
 
 /// Relay stdin → master and master → stdout until `pid` exits; returns its status.
 pub fn relay_until_exit(master: OwnedFd, fwd: &Forwarder, pid: i32) -> Result<i32, String> {
+    relay_until_exit_tee(master, fwd, pid, &mut |_| {})
+}
+
+/// [`relay_until_exit`], also handing every piece of output to `tee` (an engine's log).
+pub fn relay_until_exit_tee(master: OwnedFd, fwd: &Forwarder, pid: i32, tee: &mut dyn FnMut(&[u8])) -> Result<i32, String> {
     let _raw = RawMode::enter(0);
     copy_window_size(0, master.as_fd());
+    // The exit is watched through a pidfd as well as SIGCHLD: a process that exited before
+    // the caller blocked SIGCHLD (a short `exec -t`) sent its signal to no one.
+    // SAFETY: pidfd_open with a pid and no flags.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let pidfd = if pidfd >= 0 {
+        // SAFETY: a new fd owned by nobody else.
+        Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd as i32) })
+    } else {
+        None
+    };
     let m = master.as_raw_fd();
     let mut stdin_open = true;
     let mut master_open = true;
@@ -91,9 +106,10 @@ pub fn relay_until_exit(master: OwnedFd, fwd: &Forwarder, pid: i32) -> Result<i3
             libc::pollfd { fd: fwd.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: if master_open { m } else { -1 }, events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: if stdin_open && master_open { 0 } else { -1 }, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: pidfd.as_ref().map_or(-1, |p| p.as_raw_fd()), events: libc::POLLIN, revents: 0 },
         ];
-        // SAFETY: three valid pollfds.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
+        // SAFETY: four valid pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 4, -1) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -104,6 +120,7 @@ pub fn relay_until_exit(master: OwnedFd, fwd: &Forwarder, pid: i32) -> Result<i3
         if fds[1].revents != 0 {
             let r = read_some(m, &mut buf);
             if r > 0 {
+                tee(&buf[..r as usize]);
                 if !write_all(1, &buf[..r as usize]) {
                     master_open = false;
                 }
@@ -120,11 +137,17 @@ pub fn relay_until_exit(master: OwnedFd, fwd: &Forwarder, pid: i32) -> Result<i3
                 stdin_open = false;
             }
         }
+        if fds[3].revents != 0 {
+            if let Some(status) = reap(pid)? {
+                drain(m, &mut buf, master_open, tee);
+                return Ok(status);
+            }
+        }
         if fds[0].revents != 0 {
             match fwd.next_signal()? {
                 libc::SIGCHLD => {
                     if let Some(status) = reap(pid)? {
-                        drain(m, &mut buf, master_open);
+                        drain(m, &mut buf, master_open, tee);
                         return Ok(status);
                     }
                 }
@@ -139,7 +162,7 @@ pub fn relay_until_exit(master: OwnedFd, fwd: &Forwarder, pid: i32) -> Result<i3
 }
 
 /// What the container wrote just before it exited.
-fn drain(m: i32, buf: &mut [u8], open: bool) {
+fn drain(m: i32, buf: &mut [u8], open: bool, tee: &mut dyn FnMut(&[u8])) {
     if !open {
         return;
     }
@@ -147,8 +170,40 @@ fn drain(m: i32, buf: &mut [u8], open: bool) {
     unsafe { libc::fcntl(m, libc::F_SETFL, libc::fcntl(m, libc::F_GETFL) | libc::O_NONBLOCK) };
     loop {
         let r = read_some(m, buf);
-        if r <= 0 || !write_all(1, &buf[..r as usize]) {
+        if r <= 0 {
             return;
         }
+        tee(&buf[..r as usize]);
+        if !write_all(1, &buf[..r as usize]) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+
+    #[test]
+    fn relay_returns_the_status_of_a_process_that_exited_before_signals_were_blocked() {
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty writes two fds; the other pointers may be null.
+        assert_eq!(unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) }, 0);
+        // SAFETY: new fds nobody else owns.
+        let (master, _slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        // The relay reaps it.
+        #[allow(clippy::zombie_processes)]
+        let child = std::process::Command::new("sh").args(["-c", "exit 7"]).spawn().unwrap();
+        let pid = child.id() as i32;
+        // Its SIGCHLD is gone by the time the relay starts (a quick `exec -t`).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let fwd = Forwarder::block().unwrap();
+            let _ = tx.send(relay_until_exit(master, &fwd, pid));
+        });
+        let status = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the relay missed the exit");
+        assert_eq!(status, Ok(7));
     }
 }

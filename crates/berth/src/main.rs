@@ -5,6 +5,7 @@ mod archive_cmds;
 mod attach;
 mod container_cmds;
 mod context;
+mod cp_cmd;
 mod format;
 mod image_cmds;
 mod inspect_cmds;
@@ -13,6 +14,7 @@ mod logs_cmd;
 mod network_cmds;
 mod progress;
 mod run_flags;
+mod system_cmds;
 mod volume_cmds;
 
 use std::path::PathBuf;
@@ -73,8 +75,8 @@ enum Command {
     Load(archive_cmds::LoadArgs),
     /// Create a one-layer image from a rootfs tarball.
     Import(archive_cmds::ImportArgs),
-    /// Show the version.
-    Version,
+    /// Show the client's and the engine's versions.
+    Version(system_cmds::VersionArgs),
     /// Run a command in a new container.
     Run(container_cmds::RunArgs),
     /// Create a container without starting it.
@@ -109,6 +111,8 @@ enum Command {
     Top(inspect_cmds::TopArgs),
     /// Show containers' resource usage.
     Stats(inspect_cmds::StatsArgs),
+    /// Copy files between a container and the host (CONTAINER:PATH; - is a tar stream).
+    Cp(cp_cmd::CpArgs),
     /// The detached monitor of a container (started by run -d and start).
     #[command(name = "__monitor", hide = true)]
     Monitor {
@@ -123,6 +127,11 @@ enum Command {
     Network(network_cmds::NetworkCommand),
     /// List a container's published ports.
     Port(network_cmds::PortArgs),
+    /// Manage the engine: info, prune.
+    #[command(subcommand)]
+    System(system_cmds::SystemCommand),
+    /// Show the host, the engine's state and the runtime's features (system info).
+    Info(system_cmds::InfoArgs),
 }
 
 /// `berth image …`
@@ -208,14 +217,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect_cmds::inspect(&ctx, args),
         Command::Top(args) => inspect_cmds::top(&ctx, args),
         Command::Stats(args) => inspect_cmds::stats(&ctx, args),
+        Command::Cp(args) => cp_cmd::cp(&ctx, args),
         Command::Ps(args) => container_cmds::ps(&ctx, args),
         Command::Rm(args) => container_cmds::rm(&ctx, args),
         Command::Volume(cmd) => volume_cmds::volume(&ctx, cmd),
         Command::Network(cmd) => network_cmds::network(&ctx, cmd),
         Command::Port(args) => network_cmds::port(&ctx, args),
-        Command::Version => {
-            println!("berth version {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Command::Version(args) => system_cmds::version(args),
+        Command::System(cmd) => system_cmds::system(&ctx, cmd),
+        Command::Info(args) => system_cmds::info(&ctx, args),
     }
 }
