@@ -182,6 +182,11 @@ impl Engine {
             let _ = std::fs::remove_file("console.sock");
             let (conn, _) = listener.accept().io_context(|| "accept the console".into())?;
             let master = berth_runtime::console::recv_master(&conn)?;
+            // The size before start, so that the container's first look at its terminal
+            // sees it: ours in the foreground, docker's 24x80 when detached.
+            if !(foreground && berth_runtime::tty_relay::copy_window_size(0, master.as_fd())) {
+                berth_runtime::tty_relay::set_window_size(master.as_fd(), 24, 80);
+            }
             (pid, None, Some(master))
         } else {
             let stdio = make_stdio(settings, foreground)?;

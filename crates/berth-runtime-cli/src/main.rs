@@ -254,7 +254,7 @@ fn run_container(
             // Sent before create returned, or never (then every other end is closed: EOF).
             let master = berth_runtime::console::recv_master(&ours).ok();
             if let Some(m) = &master {
-                berth_runtime::tty_relay::copy_window_size(0, std::os::fd::AsFd::as_fd(m));
+                let _ = berth_runtime::tty_relay::copy_window_size(0, std::os::fd::AsFd::as_fd(m));
             }
             master
         }

@@ -39,15 +39,25 @@ impl Drop for RawMode {
     }
 }
 
-/// Give the container's terminal the size of ours (before start, so it sees it at once).
-pub fn copy_window_size(from: i32, to: BorrowedFd<'_>) {
+/// Give the container's terminal the size of ours (before start, so it sees it at once);
+/// false if `from` is not a terminal.
+pub fn copy_window_size(from: i32, to: BorrowedFd<'_>) -> bool {
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ read/write one winsize struct.
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 {
+        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
             libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+            return true;
         }
     }
+    false
+}
+
+/// Set a terminal's size.
+pub fn set_window_size(to: BorrowedFd<'_>, rows: u16, cols: u16) {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize struct.
+    unsafe { libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
 
 /// Write all of `buf` to `fd`, retrying on EINTR/EAGAIN.
@@ -151,7 +161,9 @@ pub fn relay_until_exit_tee(master: OwnedFd, fwd: &Forwarder, pid: i32, tee: &mu
                         return Ok(status);
                     }
                 }
-                libc::SIGWINCH => copy_window_size(0, master.as_fd()),
+                libc::SIGWINCH => {
+                    copy_window_size(0, master.as_fd());
+                }
                 sig => {
                     // SAFETY: kill with a pid and a signal number.
                     unsafe { libc::kill(pid, sig) };

@@ -222,3 +222,11 @@ fn run_d_t_logs_the_terminal_and_exec_t_gets_a_second_one() {
     e.ok(&["stop", "-t", "1", "term"]);
     assert_eq!(e.inspect("term", "{{.State.Status}}"), "exited");
 }
+
+#[test]
+fn a_detached_terminal_has_dockers_default_size_from_the_first_instant() {
+    let e = Env::new("tty-detached-size");
+    e.ok(&["run", "-d", "-t", "--name", "sz", "localhost/demo", "busybox", "stty", "size"]);
+    e.wait_for("sz", "{{.State.Status}}", "exited");
+    assert_eq!(e.ok(&["logs", "sz"]).replace('\r', ""), "24 80");
+}
