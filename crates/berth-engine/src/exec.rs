@@ -50,6 +50,18 @@ impl Engine {
         let mut p = rt.container_process(&row.id)?;
         p.set_args(Some(req.command.clone()));
         p.set_terminal(Some(req.tty));
+        if req.tty {
+            // The runtime sizes the terminal before the process runs (a relay would be late).
+            // SAFETY: TIOCGWINSZ writes one winsize struct.
+            let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+            let (rows, cols) = if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
+                (ws.ws_row, ws.ws_col)
+            } else {
+                (24, 80)
+            };
+            let size: Option<oci_spec::runtime::Box> = serde_json::from_value(serde_json::json!({"height": rows, "width": cols})).ok();
+            p.set_console_size(size);
+        }
         if let Some(w) = &req.workdir {
             p.set_cwd(w.into());
         }
