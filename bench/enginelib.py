@@ -60,10 +60,38 @@ def berth_cmd(berth, base):
     return [berth, "--root", os.path.join(base, "berth"), "--runroot", os.path.join(base, "berth-run")]
 
 
+def unmounted_v1_controller():
+    """A cgroup v1 controller bound to a hierarchy mounted nowhere, if any. crun 1.8 refuses
+    such a host ("cgroups in hybrid mode not supported"): it happens after a v1 hierarchy
+    that still had cgroups was unmounted (the hugetlb workaround of runtime-bench.py, when
+    other containers created cgroups in it meanwhile); only a reboot undoes it."""
+    try:
+        cgroups = open("/proc/self/cgroup").read().splitlines()
+        mounts = open("/proc/self/mountinfo").read().splitlines()
+    except OSError:
+        return None
+    mounted = set()
+    for m in mounts:
+        if " - cgroup " in m:
+            mounted.update(m.rsplit(" ", 1)[-1].split(","))
+    for line in cgroups:
+        ctrls = line.split(":")[1] if line.count(":") >= 2 else ""
+        for c in filter(None, ctrls.split(",")):
+            if not c.startswith("name=") and c not in mounted:
+                return c
+    return None
+
+
+def podman_runtime_args():
+    """podman's default runtime here is crun; on a host crun refuses (see
+    unmounted_v1_controller) podman runs with runc, its other supported runtime."""
+    return ["--runtime", "runc"] if unmounted_v1_controller() else []
+
+
 def podman_cmd(base):
     """podman with private storage (vfs), cgroupfs, file events."""
     return ["podman", "--root", os.path.join(base, "podman"), "--runroot", os.path.join(base, "podman-run"),
-            "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+            "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"] + podman_runtime_args()
 
 
 def podman_cgroup_parent(base):

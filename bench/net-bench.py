@@ -11,6 +11,8 @@ Usage: bench/net-bench.py [--runs N] [--cold-runs N] [--berth-dir DIR] [--no-pod
 """
 import argparse, os, re, resource, shutil, statistics, subprocess, tempfile, time
 
+from enginelib import podman_cmd
+
 def timed(cmd):
     t0 = time.perf_counter()
     p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -29,8 +31,7 @@ def main():
     berth = os.path.join(a.berth_dir, "berth")
     base = tempfile.mkdtemp(prefix="berth-net-bench-")
     tables_before = []
-    p = ["podman", "--root", os.path.join(base, "podman"), "--runroot", os.path.join(base, "podman-run"),
-         "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+    p = podman_cmd(base)
     try:
         rootfs = os.path.join(base, "rootfs")
         for d in ["bin", "etc", "tmp", "proc", "sys", "dev"]:
