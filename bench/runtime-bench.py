@@ -45,6 +45,16 @@ def peak_rss(launcher, binary, root, bundle, cid, extra=()):
             return int(line.split()[1])
     raise RuntimeError(f"{binary}: no RSS reported: {p.stderr}")
 
+def wait_hierarchies_settled(limit=120):
+    """Wait until no v1 hierarchy is mounted nowhere: after the hugetlb workaround's umount the
+    kernel destroys the hierarchy asynchronously (it can take a while), and crun refuses the
+    host until then."""
+    deadline = time.time() + limit
+    while unmounted_v1_controller() and time.time() < deadline:
+        time.sleep(0.5)
+    return unmounted_v1_controller()
+
+
 def one_run(binary, root, bundle, cid, extra=()):
     t0 = time.perf_counter()
     p = subprocess.Popen([binary, *extra, "--root", root, "run", "--bundle", bundle, cid],
@@ -81,6 +91,7 @@ def main():
             notes.append(f"{name} not installed (scripts/setup --bench installs it): skipped")
     base = tempfile.mkdtemp(prefix="berth-bench-")
     hugetlb_mnt = None
+    wait_hierarchies_settled()
     try:
         bundle = build_bundle(base, args.profile, berth)
         hugetlb_mnt = None
@@ -143,7 +154,8 @@ def main():
         record(f"runtime `run /bin/true` ({args.profile})", "ms", (med["berth-runtime"], rss_med["berth-runtime"]),
                {n: (med[n], rss_med[n]) for n in peers})
     finally:
-        subprocess.run(["umount", os.path.join(base, "hugetlb")], stderr=subprocess.DEVNULL)
+        if subprocess.run(["umount", os.path.join(base, "hugetlb")], stderr=subprocess.DEVNULL).returncode == 0:
+            wait_hierarchies_settled()
         shutil.rmtree(base, ignore_errors=True)
 
 if __name__ == "__main__":
