@@ -91,7 +91,7 @@ def main():
             notes.append(f"{name} not installed (scripts/setup --bench installs it): skipped")
     base = tempfile.mkdtemp(prefix="berth-bench-")
     hugetlb_mnt = None
-    wait_hierarchies_settled()
+    wait_hierarchies_settled(20)
     try:
         bundle = build_bundle(base, args.profile, berth)
         hugetlb_mnt = None
@@ -102,8 +102,8 @@ def main():
             except RuntimeError as e:
                 # crun 1.8 refuses hybrid cgroup hosts (a controller in the v2 tree): it then
                 # runs without cgroups, i.e. doing less work than the others.
-                if name == "crun" and "hybrid" in str(e) and hugetlb_mnt is None:
-                    stuck = unmounted_v1_controller()
+                stuck = unmounted_v1_controller() if name == "crun" else None
+                if name == "crun" and ("hybrid" in str(e) or stuck) and hugetlb_mnt is None:
                     if stuck:
                         # A v1 hierarchy without a mount (see enginelib): crun refuses the
                         # host and it cannot be mounted again until a reboot.
@@ -155,7 +155,7 @@ def main():
                {n: (med[n], rss_med[n]) for n in peers})
     finally:
         if subprocess.run(["umount", os.path.join(base, "hugetlb")], stderr=subprocess.DEVNULL).returncode == 0:
-            wait_hierarchies_settled()
+            wait_hierarchies_settled(20)
         shutil.rmtree(base, ignore_errors=True)
 
 if __name__ == "__main__":
