@@ -28,7 +28,7 @@ def rss(kib):
 
 def main():
     rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-    print(f"{'benchmark':<44}{'berth':>12}{'best peer':>24}{'berth/best':>12}{'RSS berth':>12}{'RSS best peer':>15}")
+    print(f"{'benchmark':<44}{'berth':>12}{'best peer':>30}{'berth/best':>12}{'RSS berth':>12}{'RSS best peer':>15}")
     notes = []
     for r in rows:
         unit, peers = r["unit"], {k: v for k, v in r["peers"].items() if v}
@@ -36,13 +36,13 @@ def main():
         peer = f"{best} {fmt(peers[best][0], unit)}" if best else "-"
         peer_rss = rss(peers[best][1]) if best else "-"
         if r["berth"] is None:
-            print(f"{r['row']:<44}{'skipped':>12}{peer:>24}{'-':>12}{'-':>12}{peer_rss:>15}")
+            print(f"{r['row']:<44}{'skipped':>12}{peer:>30}{'-':>12}{'-':>12}{peer_rss:>15}")
             if r.get("why"):
                 notes.append(f"berth skipped: {r['why']}")
             continue
         b, b_rss = r["berth"]
         ratio = f"{b / peers[best][0]:.2f}x" if best else "-"
-        print(f"{r['row']:<44}{fmt(b, unit):>12}{peer:>24}{ratio:>12}{rss(b_rss):>12}{peer_rss:>15}")
+        print(f"{r['row']:<44}{fmt(b, unit):>12}{peer:>30}{ratio:>12}{rss(b_rss):>12}{peer_rss:>15}")
     for n in dict.fromkeys(notes):
         print("note:", n)
 

@@ -237,8 +237,7 @@ impl Engine {
         }
         let status = fwd.forward_until_exit(pid).map_err(Error::Invalid)?;
         backend.delete(&row.id, true)?;
-        self.detach_network_or_warn(&row.id);
-        self.remove_unlocked(&row.id)?;
+        self.remove_after_runtime(&row.id, true)?;
         Ok(status)
     }
 
@@ -276,10 +275,17 @@ impl Engine {
     /// Remove without the container lock (the monitor, the foreground run); a `--rm`
     /// container's anonymous volumes go with it, as with docker.
     pub(crate) fn remove_unlocked(&self, id: &str) -> Result<()> {
+        self.remove_after_runtime(id, false)
+    }
+
+    /// `remove_unlocked`, skipping the runtime's delete when the caller just did it.
+    fn remove_after_runtime(&self, id: &str, runtime_deleted: bool) -> Result<()> {
         let row = self.db.find(id)?;
         let auto_remove = row.as_ref().is_some_and(|r| r.auto_remove);
-        let runtime = row.as_ref().and_then(|r| ContainerSettings::from_json(&r.settings).ok()).and_then(|s| s.runtime);
-        Backend::new(runtime.as_deref(), &self.run_root).delete(id, true)?;
+        if !runtime_deleted {
+            let runtime = row.as_ref().and_then(|r| ContainerSettings::from_json(&r.settings).ok()).and_then(|s| s.runtime);
+            Backend::new(runtime.as_deref(), &self.run_root).delete(id, true)?;
+        }
         self.detach_network_or_warn(id);
         self.remove_files(id)?;
         let _ = std::fs::remove_dir_all(self.run_dir(id));
