@@ -11,7 +11,7 @@ Usage: bench/net-bench.py [--runs N] [--cold-runs N] [--berth-dir DIR] [--no-pod
 """
 import argparse, os, re, resource, shutil, statistics, subprocess, tempfile, time
 
-from enginelib import podman_cmd
+from enginelib import podman_cgroup_parent, podman_cleanup, podman_cmd
 
 def timed(cmd):
     t0 = time.perf_counter()
@@ -57,7 +57,8 @@ def main():
             subprocess.run(p + ["import", tar, "localhost/bench:latest"], check=True, stdout=subprocess.DEVNULL)
             nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
             nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 32768)
-            ulimits = ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
+            ulimits = ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}",
+                       "--cgroup-parent", podman_cgroup_parent(base)]
             pairs.append({
                 "podman --network none": p + ["run", "--rm", "--network", "none"] + ulimits + ["localhost/bench", "true"],
                 "podman --network bridge": p + ["run", "--rm", "--network", "bridge"] + ulimits + ["localhost/bench", "true"],
@@ -86,7 +87,9 @@ def main():
         if not a.no_podman:
             print(f"podman network setup+teardown (bridge - none, medians): {med['podman --network bridge'] - med['podman --network none']:.2f} ms")
     finally:
-        subprocess.run(p + ["rm", "-a", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Containers, mounts and the benchmark's own cgroup parent (podman's default,
+        # libpod_parent, would stay and pin hugetlb in the v2 tree).
+        podman_cleanup(base)
         # netavark leaves its (empty) iptables-nft skeleton: remove the tables it created.
         if not a.no_podman:
             after = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.splitlines()
