@@ -360,7 +360,14 @@ impl Engine {
 
     /// The body of `berth __monitor ID`: the detached monitor, reporting the start on fd 3.
     pub fn monitor_main(&self, id: &str) -> i32 {
-        // SAFETY: fd 3 was set up by spawn_monitor for this process alone.
+        // Only spawn_monitor starts this command, with the report pipe on fd 3.
+        // SAFETY: fstat writes one stat struct.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(MONITOR_REPORT_FD, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+            eprintln!("berth __monitor is internal: `berth start` starts a container's monitor");
+            return 125;
+        }
+        // SAFETY: fd 3 is the report pipe spawn_monitor set up for this process alone.
         let report = unsafe { OwnedFd::from_raw_fd(MONITOR_REPORT_FD) };
         // SAFETY: F_SETFD on our own fd: children must not inherit the report pipe.
         unsafe { libc::fcntl(report.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
