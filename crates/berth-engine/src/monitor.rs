@@ -475,7 +475,7 @@ fn pump(l: Launched, fwd: &Forwarder, log: &mut LogWriter, attach: Option<&UnixL
         }
         if fds[0].revents != 0 {
             if let Ok(sig) = fwd.next_signal() {
-                if foreground && sig != libc::SIGCHLD && sig != libc::SIGPIPE {
+                if foreground && sig != 0 && sig != libc::SIGCHLD && sig != libc::SIGPIPE {
                     // SAFETY: kill with a pid and a signal number.
                     unsafe { libc::kill(pid, sig) };
                 }

@@ -35,7 +35,9 @@ impl Forwarder {
         self.fd.as_fd()
     }
 
-    /// Read one pending signal (blocks if none).
+    /// Read one pending signal; 0 if none is pending any more (the fd is non-blocking: in a
+    /// multi-threaded caller, another thread may take a process-wide signal between the
+    /// poll that saw it and this read).
     pub fn next_signal(&self) -> Result<i32, String> {
         loop {
             // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
@@ -51,6 +53,9 @@ impl Forwarder {
                 return Ok(info.ssi_signo as i32);
             }
             let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                return Ok(0);
+            }
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(format!("read signalfd: {e}"));
             }
@@ -69,7 +74,7 @@ impl Forwarder {
             if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
                 return Err(format!("block signals: {}", std::io::Error::last_os_error()));
             }
-            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
             if fd < 0 {
                 return Err(format!("signalfd: {}", std::io::Error::last_os_error()));
             }
@@ -106,7 +111,7 @@ impl Forwarder {
             }
             if fds[0].revents != 0 {
                 let sig = self.next_signal()?;
-                if sig != libc::SIGCHLD {
+                if sig != libc::SIGCHLD && sig != 0 {
                     // SAFETY: kill with a pid and signal number.
                     unsafe { libc::kill(pid, sig) };
                 }

@@ -155,6 +155,8 @@ pub fn relay_until_exit_tee(master: OwnedFd, fwd: &Forwarder, pid: i32, tee: &mu
         }
         if fds[0].revents != 0 {
             match fwd.next_signal()? {
+                // Taken by another thread of a multi-threaded caller.
+                0 => {}
                 libc::SIGCHLD => {
                     if let Some(status) = reap(pid)? {
                         drain(m, &mut buf, master_open, tee);
