@@ -52,13 +52,7 @@ impl Engine {
         p.set_terminal(Some(req.tty));
         if req.tty {
             // The runtime sizes the terminal before the process runs (a relay would be late).
-            // SAFETY: TIOCGWINSZ writes one winsize struct.
-            let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-            let (rows, cols) = if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
-                (ws.ws_row, ws.ws_col)
-            } else {
-                (24, 80)
-            };
+            let (rows, cols) = berth_runtime::tty_relay::window_size(0).unwrap_or((24, 80));
             let size: Option<oci_spec::runtime::Box> = serde_json::from_value(serde_json::json!({"height": rows, "width": cols})).ok();
             p.set_console_size(size);
         }
@@ -103,9 +97,7 @@ impl Engine {
             console_socket: listener.as_ref().map(|_| std::path::PathBuf::from(&sock_name)),
             ..Default::default()
         };
-        let null = || -> Result<Option<std::os::fd::OwnedFd>> {
-            Ok(Some(std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").io_context(|| "open /dev/null".into())?.into()))
-        };
+        let null = || crate::monitor::dev_null().map(Some);
         // A detached process keeps none of our stdio (a caller waiting for EOF would hang);
         // stdin is ours only with -i.
         let stdio = if req.detach {

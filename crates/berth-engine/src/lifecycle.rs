@@ -1,9 +1,10 @@
 //! A container's life after create: start, stop, kill, restart, wait, pause, rename — and
 //! the reconciliation of records whose monitor died.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use berth_runtime::signals::pidfd_open;
 use berth_runtime::state::Status;
 
 use crate::backend::Backend;
@@ -37,12 +38,6 @@ impl ContainerLock {
     }
 }
 
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open with a pid and no flags.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a new fd owned by nobody else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
 
 /// Wait until the process behind `pidfd` exits, at most `timeout`; true if it did.
 fn wait_pidfd(pidfd: &OwnedFd, timeout: Duration) -> bool {

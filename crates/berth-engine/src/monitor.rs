@@ -18,7 +18,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_runtime::signals::Forwarder;
+use berth_runtime::signals::{pidfd_open, Forwarder};
 
 use crate::backend::Backend;
 use crate::db::ContainerRow;
@@ -51,18 +51,6 @@ fn set_nonblocking(fd: RawFd) {
     unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) };
 }
 
-fn write_all_fd(fd: RawFd, mut buf: &[u8]) -> bool {
-    while !buf.is_empty() {
-        // SAFETY: write from a valid buffer.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n > 0 {
-            buf = &buf[n as usize..];
-        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return false;
-        }
-    }
-    true
-}
 
 /// The container's side and our side of its stdio for one run.
 struct Stdio {
@@ -74,7 +62,8 @@ struct Stdio {
     input: Option<OwnedFd>,
 }
 
-fn dev_null() -> Result<OwnedFd> {
+/// /dev/null for reading and writing: the stdio of what must not get ours.
+pub(crate) fn dev_null() -> Result<OwnedFd> {
     Ok(std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").io_context(|| "open /dev/null".into())?.into())
 }
 
@@ -133,12 +122,6 @@ fn reap_children(init: i32) -> Option<i32> {
     }
 }
 
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open with a pid and no flags.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a new fd owned by nobody else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
 
 /// Our own pid and start time, recorded as the container's monitor.
 pub(crate) fn self_identity() -> (i32, i64) {
@@ -503,7 +486,7 @@ fn pump(l: Launched, fwd: &Forwarder, log: &mut LogWriter, attach: Option<&UnixL
                 }
                 Ok(n) => {
                     if let Some(i) = &input {
-                        write_all_fd(i.as_raw_fd(), &buf[..n]);
+                        berth_runtime::tty_relay::write_all(i.as_raw_fd(), &buf[..n]);
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -554,7 +537,7 @@ fn relay(src: &mut Option<OwnedFd>, stream: Stream, buf: &mut [u8], log: &mut Lo
     let data = &buf[..n as usize];
     log.write(stream, data);
     if foreground {
-        write_all_fd(if stream == Stream::Stdout { 1 } else { 2 }, data);
+        berth_runtime::tty_relay::write_all(if stream == Stream::Stdout { 1 } else { 2 }, data);
     }
     true
 }

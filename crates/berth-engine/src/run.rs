@@ -222,7 +222,7 @@ impl Engine {
         let null = if settings.interactive {
             None
         } else {
-            Some(std::fs::File::open("/dev/null").io_context(|| "open /dev/null".into())?.into())
+            Some(crate::monitor::dev_null()?)
         };
         let pid = crate::monitor::with_stdio(&[null, None, None], || backend.create(&row.id, &d.bundle(), None, &log))??;
         if let Err(e) = self.attach_network(&row.id, pid) {

@@ -469,13 +469,7 @@ fn view(dir: &StateDir, record: ContainerRecord) -> ContainerState {
 
 /// A pidfd on the recorded init, if it is still the same process.
 fn open_pidfd(record: &ContainerRecord) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, record.pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd is a new pidfd owned by nobody else.
-    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let fd = crate::signals::pidfd_open(record.pid)?;
     // Checked after opening the pidfd, so the pid cannot be reused in between.
     (state::process_start_time(record.pid) == Some(record.pid_start_time)).then_some(fd)
 }

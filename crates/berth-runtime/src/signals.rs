@@ -17,6 +17,14 @@ pub fn parse(s: &str) -> Result<i32, String> {
         .map_err(|_| format!("unknown signal {s:?}"))
 }
 
+/// A pidfd on process `pid` (None if it is gone or the kernel has no pidfd_open).
+pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with a pid and no flags returns a new fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a new fd owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// Signals blocked and read through a signalfd, so they can be passed on to the container.
 pub struct Forwarder {
     fd: OwnedFd,
@@ -86,13 +94,7 @@ impl Forwarder {
     pub fn forward_until_exit(&self, pid: i32) -> Result<i32, String> {
         // The child's exit is watched through a pidfd rather than SIGCHLD, which a
         // multi-threaded caller may have delivered to another thread.
-        // SAFETY: pidfd_open with a pid and no flags.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if pidfd < 0 {
-            return Err(format!("pidfd_open {pid}: {}", std::io::Error::last_os_error()));
-        }
-        // SAFETY: a new fd owned by nobody else.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+        let pidfd = pidfd_open(pid).ok_or_else(|| format!("pidfd_open {pid}: {}", std::io::Error::last_os_error()))?;
         loop {
             if let Some(status) = reap(pid)? {
                 return Ok(status);

@@ -39,18 +39,25 @@ impl Drop for RawMode {
     }
 }
 
+/// The size (rows, columns) of the terminal on `fd`, if it is one with a size.
+pub fn window_size(fd: i32) -> Option<(u16, u16)> {
+    // SAFETY: TIOCGWINSZ writes one winsize struct.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, on a valid out pointer.
+    let ok = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 /// Give the container's terminal the size of ours (before start, so it sees it at once);
 /// false if `from` is not a terminal.
 pub fn copy_window_size(from: i32, to: BorrowedFd<'_>) -> bool {
-    // SAFETY: TIOCGWINSZ/TIOCSWINSZ read/write one winsize struct.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
-            libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-            return true;
+    match window_size(from) {
+        Some((rows, cols)) => {
+            set_window_size(to, rows, cols);
+            true
         }
+        None => false,
     }
-    false
 }
 
 /// Set a terminal's size.
@@ -61,7 +68,7 @@ pub fn set_window_size(to: BorrowedFd<'_>, rows: u16, cols: u16) {
 }
 
 /// Write all of `buf` to `fd`, retrying on EINTR/EAGAIN.
-fn write_all(fd: i32, mut buf: &[u8]) -> bool {
+pub fn write_all(fd: i32, mut buf: &[u8]) -> bool {
     while !buf.is_empty() {
         // SAFETY: writes from a valid buffer.
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
@@ -99,14 +106,7 @@ pub fn relay_until_exit_tee(master: OwnedFd, fwd: &Forwarder, pid: i32, tee: &mu
     copy_window_size(0, master.as_fd());
     // The exit is watched through a pidfd as well as SIGCHLD: a process that exited before
     // the caller blocked SIGCHLD (a short `exec -t`) sent its signal to no one.
-    // SAFETY: pidfd_open with a pid and no flags.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let pidfd = if pidfd >= 0 {
-        // SAFETY: a new fd owned by nobody else.
-        Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd as i32) })
-    } else {
-        None
-    };
+    let pidfd = crate::signals::pidfd_open(pid);
     let m = master.as_raw_fd();
     let mut stdin_open = true;
     let mut master_open = true;

@@ -222,13 +222,7 @@ impl Engine {
     /// `/proc/<pid>/root` of the container's init, if `pid` still is that init (pidfd taken
     /// first, then the runtime's check of pid and start time).
     fn live_root(&self, row: &ContainerRow, pid: i32) -> Option<OwnedFd> {
-        // SAFETY: pidfd_open with a pid and no flags.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if pidfd < 0 {
-            return None;
-        }
-        // SAFETY: a new fd nobody else owns.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+        let pidfd = berth_runtime::signals::pidfd_open(pid)?;
         let root = safe_path::open_root(Path::new(&format!("/proc/{pid}/root"))).ok()?;
         let st = self.backend(row).ok()?.state(&row.id).ok()??;
         let same = st.pid == pid && matches!(st.status, Status::Running | Status::Paused);
