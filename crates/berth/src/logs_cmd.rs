@@ -30,19 +30,22 @@ pub struct LogsArgs {
 
 /// A `--since` value as an RFC 3339 UTC time comparable with the log's.
 fn since_time(s: &str) -> anyhow::Result<String> {
-    let unit = s.chars().last().ok_or_else(|| anyhow!("--since: empty"))?;
-    let secs = match unit {
-        's' | 'm' | 'h' if s[..s.len() - 1].parse::<f64>().is_ok() => {
-            let n: f64 = s[..s.len() - 1].parse()?;
-            Some(n * match unit { 's' => 1.0, 'm' => 60.0, _ => 3600.0 })
-        }
-        _ => None,
-    };
+    // A number and a unit (s, m, h); split on the last char so a multi-byte unit cannot
+    // cut the string off a char boundary.
+    let secs = s.char_indices().last().and_then(|(i, unit)| {
+        let per = match unit {
+            's' => 1.0,
+            'm' => 60.0,
+            'h' => 3600.0,
+            _ => return None,
+        };
+        s[..i].parse::<f64>().ok().map(|n| n * per)
+    });
     if let Some(ago) = secs {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64() - ago;
         return Ok(berth_runtime_time(now));
     }
-    if s.len() >= 20 && s.as_bytes()[4] == b'-' && s.contains('T') {
+    if s.len() >= 20 && s.as_bytes().get(4) == Some(&b'-') && s.contains('T') {
         return Ok(s.to_string());
     }
     if let Ok(epoch) = s.parse::<f64>() {
@@ -103,5 +106,20 @@ pub fn logs(ctx: &Context, a: LogsArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_durations_times_and_epochs_and_refuses_the_rest_without_panicking() {
+        assert!(since_time("10m").unwrap().starts_with("20"));
+        assert_eq!(since_time("2026-11-28T12:00:00.000000000Z").unwrap(), "2026-11-28T12:00:00.000000000Z");
+        assert!(since_time("1700000000").unwrap().starts_with("2023-11-14T"));
+        for bad in ["", "10µ", "é", "m", "yesterday"] {
+            assert!(since_time(bad).is_err(), "{bad:?}");
+        }
     }
 }
