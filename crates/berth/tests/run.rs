@@ -1,73 +1,10 @@
 //! `berth run`, `ps`, `rm` through the built binary, from an image imported offline.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_berth");
+use std::process::Command;
 
-struct Env {
-    dir: PathBuf,
-}
-
-impl Env {
-    fn new(name: &str) -> Env {
-        let dir = std::env::temp_dir().join(format!("berth-run-it-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let e = Env { dir };
-        let tar = e.dir.join("rootfs.tar");
-        rootfs_tar(&tar);
-        let out = e.berth(&["import", tar.to_str().unwrap(), "localhost/demo:latest"]);
-        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
-        e
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        Command::new(BIN).arg("--root").arg(self.dir.join("root")).arg("--runroot").arg(self.dir.join("run")).args(args).output().unwrap()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let out = self.berth(&["ps", "-a", "-q"]);
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
-            let _ = self.berth(&["rm", "-f", id]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn rootfs_tar(path: &Path) {
-    let f = std::fs::File::create(path).unwrap();
-    let mut b = tar::Builder::new(f);
-    b.append_path_with_name("/bin/busybox", "bin/busybox").expect("/bin/busybox (busybox-static) is required");
-    for applet in ["sh", "id", "echo", "cat", "hostname", "pwd", "true"] {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        h.set_mode(0o777);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        b.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
-    }
-    for (p, text) in [("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:4000:4000:app:/home/app:/bin/sh\n"), ("etc/group", "root:x:0:\napp:x:4000:\n")] {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o644);
-        h.set_size(text.len() as u64);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        b.append_data(&mut h, p, text.as_bytes()).unwrap();
-    }
-    b.finish().unwrap();
-}
-
-fn mounts_under(dir: &Path) -> usize {
-    // With the trailing '/': "…-rm" must not match another test's "…-rmi-in-use".
-    let d = format!("{}/", dir.to_str().unwrap());
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(&d)).count()
-}
+use common::{Env, BIN};
 
 #[test]
 fn run_rm_prints_output_returns_the_exit_code_and_leaves_nothing() {
@@ -77,7 +14,7 @@ fn run_rm_prints_output_returns_the_exit_code_and_leaves_nothing() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi from box as 4000:4000\n", "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(String::from_utf8_lossy(&e.berth(&["ps", "-a", "-q"]).stdout), "");
-    assert_eq!(mounts_under(&e.dir), 0, "an overlay was left mounted");
+    assert_eq!(e.mounts(), 0, "an overlay was left mounted");
     assert_eq!(std::fs::read_dir(e.dir.join("root/containers")).unwrap().count(), 0);
 }
 
@@ -94,7 +31,7 @@ fn a_kept_container_is_listed_and_removed_by_name() {
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already in use"));
     assert!(e.berth(&["rm", "kept"]).status.success());
     assert_eq!(String::from_utf8_lossy(&e.berth(&["ps", "-a", "-q"]).stdout), "");
-    assert_eq!(mounts_under(&e.dir), 0);
+    assert_eq!(e.mounts(), 0);
 }
 
 #[test]
@@ -105,7 +42,7 @@ fn a_missing_command_exits_127_and_an_unknown_image_125() {
     let out = e.berth(&["run", "--rm", "localhost/absent", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert_eq!(String::from_utf8_lossy(&e.berth(&["ps", "-a", "-q"]).stdout), "");
-    assert_eq!(mounts_under(&e.dir), 0);
+    assert_eq!(e.mounts(), 0);
 }
 
 #[test]
