@@ -99,13 +99,13 @@ def podman_cgroup_parent(base):
     return "/" + os.path.basename(base.rstrip("/")) + "-podman"
 
 
-def podman_run_opts(base):
+def podman_run_opts(base, network="none"):
     """`podman run` options: no network, a cgroup parent of the benchmark's own, and this
     host's hard rlimits: podman's defaults (nofile 1048576) cannot be set where root lacks
     CAP_SYS_RESOURCE (this sandbox)."""
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 32768)
-    return ["--network", "none", "--cgroup-parent", podman_cgroup_parent(base),
+    return ["--network", network, "--cgroup-parent", podman_cgroup_parent(base),
             "--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
 
 

@@ -9,9 +9,9 @@ creates the bridge and the table.
 
 Usage: bench/net-bench.py [--runs N] [--cold-runs N] [--berth-dir DIR] [--no-podman]   (root)
 """
-import argparse, os, re, resource, shutil, statistics, subprocess, tempfile, time
+import argparse, os, re, shutil, statistics, subprocess, tempfile, time
 
-from enginelib import podman_cgroup_parent, podman_cleanup, podman_cmd
+from enginelib import podman_cleanup, podman_cmd, podman_run_opts
 
 def timed(cmd):
     t0 = time.perf_counter()
@@ -55,13 +55,9 @@ def main():
         }]
         if not a.no_podman:
             subprocess.run(p + ["import", tar, "localhost/bench:latest"], check=True, stdout=subprocess.DEVNULL)
-            nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-            nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 32768)
-            ulimits = ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}",
-                       "--cgroup-parent", podman_cgroup_parent(base)]
             pairs.append({
-                "podman --network none": p + ["run", "--rm", "--network", "none"] + ulimits + ["localhost/bench", "true"],
-                "podman --network bridge": p + ["run", "--rm", "--network", "bridge"] + ulimits + ["localhost/bench", "true"],
+                "podman --network none": p + ["run", "--rm"] + podman_run_opts(base, "none") + ["localhost/bench", "true"],
+                "podman --network bridge": p + ["run", "--rm"] + podman_run_opts(base, "bridge") + ["localhost/bench", "true"],
             })
         rows = {}
         for cmds in pairs:
