@@ -28,7 +28,15 @@ fn main() {
     let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else { return };
     let dir = out.join("static-libs");
     let _ = std::fs::create_dir_all(&dir);
-    let libs = [("gcc_s", "libgcc_eh.a"), ("c", "libc.a"), ("m", "libm.a"), ("rt", "librt.a"), ("pthread", "libpthread.a"), ("dl", "libdl.a"), ("util", "libutil.a")];
+    let libs = [
+        ("gcc_s", "libgcc_eh.a"),
+        ("c", "libc.a"),
+        ("m", "libm.a"),
+        ("rt", "librt.a"),
+        ("pthread", "libpthread.a"),
+        ("dl", "libdl.a"),
+        ("util", "libutil.a"),
+    ];
     for (name, archive) in libs {
         let Some(src) = cc_file(archive) else {
             println!("cargo:warning=berth-init: {archive} not found (install libc6-dev): berth-init is linked dynamically and needs a libc in the container");

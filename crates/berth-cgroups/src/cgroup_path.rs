@@ -39,18 +39,12 @@ impl CgroupPath {
                 Component::CurDir => {}
                 Component::Normal(n) => inner.push(n),
                 Component::ParentDir | Component::Prefix(_) => {
-                    return Err(Error::InvalidPath {
-                        path: text.into_owned(),
-                        reason: "\"..\" components are not allowed".into(),
-                    })
+                    return Err(Error::InvalidPath { path: text.into_owned(), reason: "\"..\" components are not allowed".into() })
                 }
             }
         }
         if inner.as_os_str().is_empty() || inner == Path::new("/") {
-            return Err(Error::InvalidPath {
-                path: text.into_owned(),
-                reason: "the root cgroup cannot be a container's cgroup".into(),
-            });
+            return Err(Error::InvalidPath { path: text.into_owned(), reason: "the root cgroup cannot be a container's cgroup".into() });
         }
         Ok(CgroupPath { inner })
     }
@@ -147,9 +141,6 @@ mod tests {
         let m = mount("/sys/fs/cgroup/memory", "/");
         assert_eq!(p.resolve(&m, Some(Path::new("/me"))), Path::new("/sys/fs/cgroup/memory/me/x/y"));
         let m = mount("/sys/fs/cgroup/memory", "/docker/c1");
-        assert_eq!(
-            p.resolve(&m, Some(Path::new("/docker/c1/me"))),
-            Path::new("/sys/fs/cgroup/memory/me/x/y")
-        );
+        assert_eq!(p.resolve(&m, Some(Path::new("/docker/c1/me"))), Path::new("/sys/fs/cgroup/memory/me/x/y"));
     }
 }

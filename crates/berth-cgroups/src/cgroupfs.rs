@@ -26,11 +26,7 @@ pub(crate) fn write_raw(dir: &Path, file: &str, value: &str) -> std::io::Result<
 
 /// Reads `dir/file` as a string.
 pub(crate) fn read(dir: &Path, file: &str) -> Result<String> {
-    std::fs::read_to_string(dir.join(file)).map_err(|source| Error::Read {
-        dir: dir.to_path_buf(),
-        file: file.to_string(),
-        source,
-    })
+    std::fs::read_to_string(dir.join(file)).map_err(|source| Error::Read { dir: dir.to_path_buf(), file: file.to_string(), source })
 }
 
 /// Reads `dir/file`, or `None` when it does not exist (controller or feature absent).
@@ -38,11 +34,7 @@ pub(crate) fn read_opt(dir: &Path, file: &str) -> Result<Option<String>> {
     match std::fs::read_to_string(dir.join(file)) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Read {
-            dir: dir.to_path_buf(),
-            file: file.to_string(),
-            source,
-        }),
+        Err(source) => Err(Error::Read { dir: dir.to_path_buf(), file: file.to_string(), source }),
     }
 }
 
@@ -52,11 +44,7 @@ pub(crate) fn parse_u64(dir: &Path, file: &str, text: &str) -> Result<u64> {
     if t == "max" {
         return Ok(u64::MAX);
     }
-    t.parse::<u64>().map_err(|e| Error::Parse {
-        dir: dir.to_path_buf(),
-        file: file.to_string(),
-        reason: format!("{t:?}: {e}"),
-    })
+    t.parse::<u64>().map_err(|e| Error::Parse { dir: dir.to_path_buf(), file: file.to_string(), reason: format!("{t:?}: {e}") })
 }
 
 /// Reads a single-number file; 0 when the file is absent.
@@ -69,10 +57,7 @@ pub(crate) fn read_u64_or_zero(dir: &Path, file: &str) -> Result<u64> {
 
 /// Creates `dir` and its missing parents, mode 0755.
 pub(crate) fn create_dir_all(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })
 }
 
 /// Writes `pid` to `dir/cgroup.procs`.
@@ -178,19 +163,11 @@ pub(crate) fn read_keyed(dir: &Path, file: &str, key: &str) -> Result<Option<u64
     let Some(text) = read_opt(dir, file)? else {
         return Ok(None);
     };
-    Ok(parse_flat_keyed(dir, file, &text)?
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v))
+    Ok(parse_flat_keyed(dir, file, &text)?.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
 }
 
 /// Polls `check` every few milliseconds for up to `timeout`.
-pub(crate) fn wait_until(
-    dir: &Path,
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<bool>,
-) -> Result<()> {
+pub(crate) fn wait_until(dir: &Path, what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         if check()? {

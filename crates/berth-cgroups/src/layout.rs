@@ -41,8 +41,20 @@ static LAYOUT: OnceLock<Layout> = OnceLock::new();
 
 /// Mount options of a v1 cgroup mount that are not controller names.
 const NON_CONTROLLER_OPTIONS: &[&str] = &[
-    "rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "nosuid", "nodev",
-    "noexec", "relatime", "noatime", "favordynmods", "all", "none",
+    "rw",
+    "ro",
+    "noprefix",
+    "clone_children",
+    "xattr",
+    "cpuset_v2_mode",
+    "nosuid",
+    "nodev",
+    "noexec",
+    "relatime",
+    "noatime",
+    "favordynmods",
+    "all",
+    "none",
 ];
 
 impl Layout {
@@ -51,10 +63,8 @@ impl Layout {
         if let Some(l) = LAYOUT.get() {
             return Ok(l);
         }
-        let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| Error::Io {
-            path: PathBuf::from("/proc/self/mountinfo"),
-            source,
-        })?;
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|source| Error::Io { path: PathBuf::from("/proc/self/mountinfo"), source })?;
         let layout = Layout::parse_mountinfo(&text)?;
         Ok(LAYOUT.get_or_init(|| layout))
     }
@@ -70,10 +80,7 @@ impl Layout {
             if pre.len() < 5 || post.len() < 3 {
                 continue;
             }
-            let mount = HierarchyMount {
-                mount_point: PathBuf::from(unescape(pre[4])),
-                root: PathBuf::from(unescape(pre[3])),
-            };
+            let mount = HierarchyMount { mount_point: PathBuf::from(unescape(pre[4])), root: PathBuf::from(unescape(pre[3])) };
             match post[0] {
                 "cgroup2" if unified.is_none() => unified = Some(mount),
                 "cgroup" => {
@@ -143,9 +150,7 @@ fn unescape(s: &str) -> String {
 pub(crate) fn own_cgroup(controller: &str) -> Result<PathBuf> {
     let file = Path::new("/proc/self/cgroup");
     let text = std::fs::read_to_string(file).map_err(|source| Error::Io { path: file.into(), source })?;
-    own_cgroup_in(&text, controller).ok_or_else(|| {
-        Error::Invalid(format!("/proc/self/cgroup has no entry for controller {controller:?}"))
-    })
+    own_cgroup_in(&text, controller).ok_or_else(|| Error::Invalid(format!("/proc/self/cgroup has no entry for controller {controller:?}")))
 }
 
 /// Finds `controller`'s path in the text of a /proc/<pid>/cgroup file.
@@ -153,11 +158,7 @@ pub(crate) fn own_cgroup_in(text: &str, controller: &str) -> Option<PathBuf> {
     text.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let hit = if controller.is_empty() {
-            ctrls.is_empty()
-        } else {
-            ctrls.split(',').any(|c| c == controller)
-        };
+        let hit = if controller.is_empty() { ctrls.is_empty() } else { ctrls.split(',').any(|c| c == controller) };
         hit.then(|| PathBuf::from(path))
     })
 }
@@ -192,7 +193,8 @@ mod tests {
 
     #[test]
     fn parses_pure_v2() {
-        let text = "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        let text =
+            "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
         let l = Layout::parse_mountinfo(text).unwrap();
         assert_eq!(l.mode, Mode::V2);
         assert_eq!(l.unified.unwrap().mount_point, Path::new("/sys/fs/cgroup"));
@@ -201,9 +203,7 @@ mod tests {
 
     #[test]
     fn parses_hybrid_like_this_host() {
-        let text = format!(
-            "{V1}41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
-        );
+        let text = format!("{V1}41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n");
         let l = Layout::parse_mountinfo(&text).unwrap();
         assert_eq!(l.mode, Mode::Hybrid);
         assert_eq!(l.unified.unwrap().mount_point, Path::new("/sys/fs/cgroup/unified"));

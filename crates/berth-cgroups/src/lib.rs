@@ -70,11 +70,7 @@ pub fn new_manager(cgroups_path: Option<&Path>, container_id: &str) -> Result<Bo
 }
 
 /// Like [`new_manager`] with an explicit driver; [`Driver::Systemd`] is refused.
-pub fn new_manager_with_driver(
-    driver: Driver,
-    cgroups_path: Option<&Path>,
-    container_id: &str,
-) -> Result<Box<dyn CgroupManager>> {
+pub fn new_manager_with_driver(driver: Driver, cgroups_path: Option<&Path>, container_id: &str) -> Result<Box<dyn CgroupManager>> {
     if driver == Driver::Systemd {
         let shown = cgroups_path.map(|p| p.display().to_string()).unwrap_or_default();
         return Err(Error::SystemdDriverUnsupported(shown));

@@ -135,9 +135,7 @@ pub fn device_rule_line(rule: &LinuxDeviceCgroup) -> Result<String> {
         LinuxDeviceType::B => "b",
         // Unbuffered character devices are character devices for the cgroup.
         LinuxDeviceType::C | LinuxDeviceType::U => "c",
-        LinuxDeviceType::P => {
-            return Err(invalid("devices", "p", "FIFO rules do not exist for the device cgroup"))
-        }
+        LinuxDeviceType::P => return Err(invalid("devices", "p", "FIFO rules do not exist for the device cgroup")),
     };
     let num = |n: Option<i64>| match n {
         Some(n) if n >= 0 => n.to_string(),
@@ -231,14 +229,7 @@ mod tests {
     fn device_rules_render_in_v1_syntax() {
         let deny_all = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().unwrap();
         assert_eq!(device_rule_line(&deny_all).unwrap(), "a *:* rwm");
-        let null = LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .typ(LinuxDeviceType::C)
-            .major(1)
-            .minor(3)
-            .access("rw")
-            .build()
-            .unwrap();
+        let null = LinuxDeviceCgroupBuilder::default().allow(true).typ(LinuxDeviceType::C).major(1).minor(3).access("rw").build().unwrap();
         assert_eq!(device_rule_line(&null).unwrap(), "c 1:3 rw");
         let bad = LinuxDeviceCgroupBuilder::default().allow(true).access("rwx").build().unwrap();
         assert!(device_rule_line(&bad).is_err());

@@ -231,10 +231,8 @@ fn checked_memory_limit_below_usage_is_refused() {
     }
     let mut g = Guard::new(&unique_path());
     // The child allocates only after it has been moved, so the memory is charged to our cgroup.
-    let child = Command::new("sh")
-        .args(["-c", "sleep 0.3; x=$(head -c 8000000 /dev/zero | tr '\\0' a); sleep 30"])
-        .spawn()
-        .expect("spawn sh");
+    let child =
+        Command::new("sh").args(["-c", "sleep 0.3; x=$(head -c 8000000 /dev/zero | tr '\\0' a); sleep 30"]).spawn().expect("spawn sh");
     let pid = child.id() as i32;
     g.child = Some(child);
     g.mgr.apply(pid).unwrap();

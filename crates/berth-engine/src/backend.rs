@@ -66,7 +66,11 @@ impl Backend {
     pub fn create(&self, id: &str, bundle: &Path, console_socket: Option<&Path>, log: &Path) -> Result<i32> {
         match self {
             Backend::InProcess(rt) => {
-                let opts = CreateOptions { bundle: bundle.to_path_buf(), console_socket: console_socket.map(Path::to_path_buf), ..Default::default() };
+                let opts = CreateOptions {
+                    bundle: bundle.to_path_buf(),
+                    console_socket: console_socket.map(Path::to_path_buf),
+                    ..Default::default()
+                };
                 Ok(rt.create(id, &opts)?)
             }
             Backend::External { binary, root } => {
@@ -150,8 +154,8 @@ impl Backend {
                 if !out.status.success() {
                     return Ok(None);
                 }
-                let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-                    .map_err(|e| Error::Invalid(format!("{} state: {e}", binary.display())))?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).map_err(|e| Error::Invalid(format!("{} state: {e}", binary.display())))?;
                 let status = match v.get("status").and_then(|s| s.as_str()) {
                     Some("created") => Status::Created,
                     Some("running") => Status::Running,

@@ -66,7 +66,9 @@ mod tests {
     #[test]
     fn cap_add_and_drop_change_the_default_set_like_docker() {
         let s = effective_set(false, &["sys_admin".into()], &["NET_RAW".into()]).unwrap();
-        assert!(s.contains(&"CAP_SYS_ADMIN".to_string()) && !s.contains(&"CAP_NET_RAW".to_string()) && s.contains(&"CAP_CHOWN".to_string()));
+        assert!(
+            s.contains(&"CAP_SYS_ADMIN".to_string()) && !s.contains(&"CAP_NET_RAW".to_string()) && s.contains(&"CAP_CHOWN".to_string())
+        );
         assert!(effective_set(false, &[], &["ALL".into()]).unwrap().is_empty());
         assert_eq!(effective_set(false, &["chown".into()], &["all".into()]).unwrap(), ["CAP_CHOWN"]);
         let all = effective_set(false, &["ALL".into()], &["SYS_ADMIN".into()]).unwrap();

@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::Result;
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &["CREATE TABLE containers (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE containers (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
         image TEXT NOT NULL,
@@ -42,7 +43,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE containers (
         container_id TEXT NOT NULL,
         volume TEXT NOT NULL,
         PRIMARY KEY (container_id, volume)
-     );"];
+     );",
+];
 
 /// The columns of a [`ContainerRow`], in the order `row` reads them.
 const COLUMNS: &str = "id, name, image, created, state, exit_code, auto_remove, image_id, chain, settings, pid, \
@@ -126,10 +128,27 @@ impl Db {
     /// Record a new container; fails if the name is taken.
     pub fn insert(&self, c: &ContainerRow) -> Result<()> {
         let r = self.conn.execute(
-            &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            &format!(
+                "INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+            ),
             params![
-                c.id, c.name, c.image, c.created, c.state, c.exit_code, c.auto_remove, c.image_id, c.chain, c.settings, c.pid,
-                c.monitor_pid, c.monitor_start, c.started, c.finished, c.restart_count, c.stop_requested
+                c.id,
+                c.name,
+                c.image,
+                c.created,
+                c.state,
+                c.exit_code,
+                c.auto_remove,
+                c.image_id,
+                c.chain,
+                c.settings,
+                c.pid,
+                c.monitor_pid,
+                c.monitor_start,
+                c.started,
+                c.finished,
+                c.restart_count,
+                c.stop_requested
             ],
         );
         match r {
@@ -225,11 +244,7 @@ impl Db {
 
     /// Whether a name is in use.
     pub fn name_taken(&self, name: &str) -> Result<bool> {
-        Ok(self
-            .conn
-            .query_row("SELECT 1 FROM containers WHERE name = ?1", params![name], |_| Ok(()))
-            .optional()?
-            .is_some())
+        Ok(self.conn.query_row("SELECT 1 FROM containers WHERE name = ?1", params![name], |_| Ok(())).optional()?.is_some())
     }
 }
 

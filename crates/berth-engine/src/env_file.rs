@@ -40,8 +40,7 @@ pub fn parse(text: &str, what: &str, lookup: &dyn Fn(&str) -> Option<String>) ->
 
 /// Read and parse an env file, bare keys taken from this process's environment.
 pub fn read(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Invalid(format!("--env-file {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid(format!("--env-file {}: {e}", path.display())))?;
     parse(&text, &path.display().to_string(), &|k| std::env::var(k).ok())
 }
 

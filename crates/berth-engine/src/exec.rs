@@ -77,10 +77,8 @@ impl Engine {
         }
         p.set_env(Some(env));
         if req.privileged {
-            let all: std::collections::HashSet<oci_spec::runtime::Capability> = caps::all()
-                .iter()
-                .filter_map(|c| serde_json::from_value(serde_json::Value::String(c.to_string())).ok())
-                .collect();
+            let all: std::collections::HashSet<oci_spec::runtime::Capability> =
+                caps::all().iter().filter_map(|c| serde_json::from_value(serde_json::Value::String(c.to_string())).ok()).collect();
             let mut c = p.capabilities().clone().unwrap_or_default();
             c.set_bounding(Some(all.clone()));
             c.set_effective(Some(all.clone()));

@@ -48,10 +48,10 @@ pub fn signal_number(s: &str) -> Result<i32> {
 pub fn format_time(secs: i64, nanos: u32) -> String {
     berth_runtime::time::format_rfc3339(secs, nanos)
 }
-pub use run::Engine;
-pub use settings::{ContainerSettings, LogDriver, RestartPolicy};
 pub use copy::CopyOptions;
 pub use mount_request::MountRequest;
 pub use network::NetworkInfo;
+pub use run::Engine;
+pub use settings::{ContainerSettings, LogDriver, RestartPolicy};
 pub use specgen::{ContainerOptions, NetworkMode};
 pub use volumes::VolumeInfo;

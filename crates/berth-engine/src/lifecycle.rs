@@ -38,7 +38,6 @@ impl ContainerLock {
     }
 }
 
-
 /// Wait until the process behind `pidfd` exits, at most `timeout`; true if it did.
 fn wait_pidfd(pidfd: &OwnedFd, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
@@ -262,7 +261,8 @@ impl Engine {
         if !live(&row) {
             return Err(Error::WrongState(format!("container {} is not running", row.name)));
         }
-        let rt = berth_runtime::Runtime::new(self.run_root.join(if self.settings(&row)?.runtime.is_some() { "runtime-ext" } else { "runtime" }));
+        let rt =
+            berth_runtime::Runtime::new(self.run_root.join(if self.settings(&row)?.runtime.is_some() { "runtime-ext" } else { "runtime" }));
         let st = rt.stats(&row.id).map_err(|e| Error::Invalid(format!("container {}: stats: {e}", row.name)))?;
         Ok((row, st))
     }

@@ -51,7 +51,6 @@ fn set_nonblocking(fd: RawFd) {
     unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) };
 }
 
-
 /// The container's side and our side of its stdio for one run.
 struct Stdio {
     /// What the init gets as fd 0, 1, 2 (None: keep ours).
@@ -121,7 +120,6 @@ fn reap_children(init: i32) -> Option<i32> {
         }
     }
 }
-
 
 /// Our own pid and start time, recorded as the container's monitor.
 pub(crate) fn self_identity() -> (i32, i64) {

@@ -55,8 +55,7 @@ const PROPAGATIONS: &[&str] = &["shared", "slave", "private", "rshared", "rslave
 /// Whether `name` is a valid volume name (docker's `[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
 pub fn valid_volume_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric()) && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 fn check_target(flag: &str, value: &str, target: &str) -> Result<String> {
@@ -97,7 +96,9 @@ pub fn parse_volume(value: &str) -> Result<MountRequest> {
             "z" | "Z" => {}
             "nocopy" => nocopy = true,
             p if PROPAGATIONS.contains(&p) => propagation = Some(p.to_string()),
-            other => return Err(Error::Invalid(format!("{FLAG} {value:?}: unknown option {other:?} (ro, rw, z, Z, nocopy, or a propagation)"))),
+            other => {
+                return Err(Error::Invalid(format!("{FLAG} {value:?}: unknown option {other:?} (ro, rw, z, Z, nocopy, or a propagation)")))
+            }
         }
     }
     match source {
@@ -180,7 +181,8 @@ pub fn parse_mount(value: &str, parse_size: &dyn Fn(&str) -> Option<i64>) -> Res
             }
             "tmpfs-mode" => {
                 let m = need(v)?;
-                u32::from_str_radix(&m, 8).map_err(|_| Error::Invalid(format!("{FLAG} {value:?}: tmpfs-mode {m:?} is not an octal mode")))?;
+                u32::from_str_radix(&m, 8)
+                    .map_err(|_| Error::Invalid(format!("{FLAG} {value:?}: tmpfs-mode {m:?} is not an octal mode")))?;
                 tmpfs_opts.push(format!("mode={m}"));
             }
             "consistency" => {}
@@ -268,13 +270,22 @@ mod tests {
     fn volume_flags_tell_binds_named_and_anonymous_volumes_apart() {
         assert_eq!(
             parse_volume("/srv/data:/data:ro,Z").unwrap(),
-            MountRequest::Bind { source: "/srv/data".into(), target: "/data".into(), readonly: true, create_source: true, propagation: "rprivate".into() }
+            MountRequest::Bind {
+                source: "/srv/data".into(),
+                target: "/data".into(),
+                readonly: true,
+                create_source: true,
+                propagation: "rprivate".into()
+            }
         );
         assert_eq!(
             parse_volume("cache:/var/cache/").unwrap(),
             MountRequest::Volume { name: Some("cache".into()), target: "/var/cache".into(), readonly: false, nocopy: false }
         );
-        assert_eq!(parse_volume("/scratch").unwrap(), MountRequest::Volume { name: None, target: "/scratch".into(), readonly: false, nocopy: false });
+        assert_eq!(
+            parse_volume("/scratch").unwrap(),
+            MountRequest::Volume { name: None, target: "/scratch".into(), readonly: false, nocopy: false }
+        );
         assert!(matches!(parse_volume("/a:/b:rshared").unwrap(), MountRequest::Bind { propagation, .. } if propagation == "rshared"));
     }
 
@@ -292,7 +303,13 @@ mod tests {
     fn mount_flags_follow_dockers_keys() {
         assert_eq!(
             parse_mount("type=bind,source=/etc,target=/host-etc,readonly", &size).unwrap(),
-            MountRequest::Bind { source: "/etc".into(), target: "/host-etc".into(), readonly: true, create_source: false, propagation: "rprivate".into() }
+            MountRequest::Bind {
+                source: "/etc".into(),
+                target: "/host-etc".into(),
+                readonly: true,
+                create_source: false,
+                propagation: "rprivate".into()
+            }
         );
         assert_eq!(
             parse_mount("src=vol1,dst=/v,volume-nocopy", &size).unwrap(),
@@ -300,9 +317,27 @@ mod tests {
         );
         assert_eq!(
             parse_mount("type=tmpfs,target=/t,tmpfs-size=64m,tmpfs-mode=1770", &size).unwrap(),
-            MountRequest::Tmpfs { target: "/t".into(), options: vec!["rw".into(), "noexec".into(), "nosuid".into(), "nodev".into(), format!("size={}", 64 << 20), "mode=1770".into()] }
+            MountRequest::Tmpfs {
+                target: "/t".into(),
+                options: vec![
+                    "rw".into(),
+                    "noexec".into(),
+                    "nosuid".into(),
+                    "nodev".into(),
+                    format!("size={}", 64 << 20),
+                    "mode=1770".into()
+                ]
+            }
         );
-        for bad in ["type=bind,target=/x", "type=nfs,target=/x", "source=v", "type=tmpfs,target=/t,tmpfs-mode=99", "type=bind,src=/a,dst=/b,colour=red", "type=volume,target=/t,tmpfs-size=1m", "type=bind,src=/a,dst=/b,readonly=maybe"] {
+        for bad in [
+            "type=bind,target=/x",
+            "type=nfs,target=/x",
+            "source=v",
+            "type=tmpfs,target=/t,tmpfs-mode=99",
+            "type=bind,src=/a,dst=/b,colour=red",
+            "type=volume,target=/t,tmpfs-size=1m",
+            "type=bind,src=/a,dst=/b,readonly=maybe",
+        ] {
             let err = parse_mount(bad, &size).unwrap_err().to_string();
             assert!(err.starts_with("--mount ") && !err.contains('\n'), "{bad}: {err}");
         }
@@ -312,7 +347,10 @@ mod tests {
     fn tmpfs_flags_keep_dockers_defaults_before_the_users_options() {
         assert_eq!(
             parse_tmpfs("/run:size=1m,exec").unwrap(),
-            MountRequest::Tmpfs { target: "/run".into(), options: vec!["rw".into(), "noexec".into(), "nosuid".into(), "nodev".into(), "size=1m".into(), "exec".into()] }
+            MountRequest::Tmpfs {
+                target: "/run".into(),
+                options: vec!["rw".into(), "noexec".into(), "nosuid".into(), "nodev".into(), "size=1m".into(), "exec".into()]
+            }
         );
         assert!(parse_tmpfs("run").unwrap_err().to_string().starts_with("--tmpfs "));
     }

@@ -64,7 +64,10 @@ impl Engine {
                 let net = self.networks()?.get(name)?;
                 if let Some(ip) = opts.ip {
                     if !net.subnet.assignable(ip, net.gateway) {
-                        return Err(Error::Invalid(format!("--ip {ip}: not an assignable address of network {} ({})", net.name, net.subnet)));
+                        return Err(Error::Invalid(format!(
+                            "--ip {ip}: not an assignable address of network {} ({})",
+                            net.name, net.subnet
+                        )));
                     }
                 }
                 // A clear error now rather than a half-created container later (attach checks
@@ -228,11 +231,18 @@ impl Engine {
     /// `network connect`: join a running container to one more network.
     pub fn connect_network(&self, network: &str, key: &str, ip: Option<Ipv4Addr>) -> Result<NetworkInfo> {
         let row = self.db.find(key)?.ok_or_else(|| Error::NoSuchContainer(key.to_string()))?;
-        let st = self.backend(&row)?.state(&row.id).ok().flatten().ok_or_else(|| Error::Invalid(format!("container {}: not running", row.name)))?;
+        let st = self
+            .backend(&row)?
+            .state(&row.id)
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::Invalid(format!("container {}: not running", row.name)))?;
         if st.status == berth_runtime::state::Status::Stopped {
             return Err(Error::Invalid(format!("container {}: not running", row.name)));
         }
-        let mut req = self.network_request(&row.id)?.ok_or_else(|| Error::Invalid(format!("container {}: its network mode has no bridge networks to add to", row.name)))?;
+        let mut req = self
+            .network_request(&row.id)?
+            .ok_or_else(|| Error::Invalid(format!("container {}: its network mode has no bridge networks to add to", row.name)))?;
         let net = self.networks()?.get(network)?;
         let a = self.networks()?.attach(&AttachRequest {
             container: row.id.clone(),

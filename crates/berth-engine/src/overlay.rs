@@ -26,7 +26,9 @@ fn set_string(fs: &OwnedFd, key: &str, value: &Path) -> Result<()> {
     let k = cstr(key);
     let v = CString::new(value.as_os_str().as_bytes()).unwrap_or_default();
     // SAFETY: fsconfig reads two NUL-terminated strings.
-    let rc = unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), 1 /* SET_STRING */, k.as_ptr(), v.as_ptr(), 0) };
+    let rc = unsafe {
+        libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), 1 /* SET_STRING */, k.as_ptr(), v.as_ptr(), 0)
+    };
     if rc < 0 {
         return Err(std::io::Error::last_os_error()).io_context(|| format!("overlay {key}={}", value.display()));
     }

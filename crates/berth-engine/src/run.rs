@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_image::store::Store;
-use berth_image::unpack::Snapshots;
 use crate::backend::Backend;
 use crate::db::{ContainerRow, Db};
-use crate::settings::ContainerSettings;
 use crate::error::{Error, IoContext, Result};
+use crate::settings::ContainerSettings;
 use crate::specgen::{self, ContainerOptions, SpecInputs};
 use crate::{image_rootfs, overlay};
+use berth_image::store::Store;
+use berth_image::unpack::Snapshots;
 
 /// The engine's state on disk (see docs/ARCHITECTURE.md, "State on disk").
 pub struct Engine {
@@ -86,7 +86,13 @@ impl Engine {
 
     /// Snapshot chain ids that containers' root filesystems stack: never garbage-collected.
     pub fn snapshots_in_use(&self) -> Result<std::collections::HashSet<String>> {
-        Ok(self.db.list()?.iter().flat_map(|c| c.chain.split(' ').map(String::from).collect::<Vec<_>>()).filter(|c| !c.is_empty()).collect())
+        Ok(self
+            .db
+            .list()?
+            .iter()
+            .flat_map(|c| c.chain.split(' ').map(String::from).collect::<Vec<_>>())
+            .filter(|c| !c.is_empty())
+            .collect())
     }
 
     pub(crate) fn dirs(&self, id: &str) -> ContainerDirs {
@@ -152,7 +158,15 @@ impl Engine {
         }
     }
 
-    fn build_bundle(&self, id: &str, name: &str, rootfs: &image_rootfs::ImageRootfs, opts: &ContainerOptions, netns: Option<&Path>, share_etc: Option<&str>) -> Result<()> {
+    fn build_bundle(
+        &self,
+        id: &str,
+        name: &str,
+        rootfs: &image_rootfs::ImageRootfs,
+        opts: &ContainerOptions,
+        netns: Option<&Path>,
+        share_etc: Option<&str>,
+    ) -> Result<()> {
         let d = self.dirs(id);
         for dir in [d.upper(), d.work(), d.rootfs()] {
             std::fs::create_dir_all(&dir).io_context(|| format!("create {}", dir.display()))?;
@@ -219,11 +233,7 @@ impl Engine {
         let backend = Backend::new(None, &self.run_root);
         let d = self.dirs(&row.id);
         let log = self.run_dir(&row.id).join("runtime.log");
-        let null = if settings.interactive {
-            None
-        } else {
-            Some(crate::monitor::dev_null()?)
-        };
+        let null = if settings.interactive { None } else { Some(crate::monitor::dev_null()?) };
         let pid = crate::monitor::with_stdio(&[null, None, None], || backend.create(&row.id, &d.bundle(), None, &log))??;
         if let Err(e) = self.attach_network(&row.id, pid) {
             let _ = backend.delete(&row.id, true);
@@ -254,10 +264,7 @@ impl Engine {
         let _lock = crate::lifecycle::ContainerLock::take(self, &row.id)?;
         if matches!(row.state.as_str(), "running" | "paused" | "restarting") {
             if !force {
-                return Err(Error::WrongState(format!(
-                    "container {} is {}: stop it first or use --force",
-                    row.name, row.state
-                )));
+                return Err(Error::WrongState(format!("container {} is {}: stop it first or use --force", row.name, row.state)));
             }
             self.db.set_stop_requested(&row.id, true)?;
             self.kill_and_wait(&row)?;

@@ -98,7 +98,8 @@ mod tests {
         let names: Vec<&Value> = admin["syscalls"].as_array().unwrap().iter().map(|r| &r["names"][0]).collect();
         assert_eq!(names, [&json!("read"), &json!("mount")]);
         // An OCI profile is unchanged.
-        let plain = json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["X"], "syscalls": [{"names": ["a"], "action": "SCMP_ACT_ERRNO"}]});
+        let plain =
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["X"], "syscalls": [{"names": ["a"], "action": "SCMP_ACT_ERRNO"}]});
         assert_eq!(for_container(&plain, &[]), plain);
     }
 }

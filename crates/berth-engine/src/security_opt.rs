@@ -52,10 +52,9 @@ pub fn parse(values: &[String]) -> Result<SecurityOptions> {
             ("apparmor", Some(p)) if !p.is_empty() => o.apparmor_profile = Some(p.to_string()),
             ("label", Some("disable")) => o.label_disabled = true,
             ("label", Some(part)) => {
-                let (pk, pv) = part
-                    .split_once(':')
-                    .filter(|(_, v)| !v.is_empty())
-                    .ok_or_else(|| Error::Invalid(format!("--security-opt {value:?}: expected label=user:U, role:R, type:T, level:L or disable")))?;
+                let (pk, pv) = part.split_once(':').filter(|(_, v)| !v.is_empty()).ok_or_else(|| {
+                    Error::Invalid(format!("--security-opt {value:?}: expected label=user:U, role:R, type:T, level:L or disable"))
+                })?;
                 let slot = match pk {
                     "user" => 0,
                     "role" => 1,

@@ -18,9 +18,20 @@ pub const INIT_PATH: &str = "/dev/init";
 
 /// docker's default capability set.
 pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ];
 
 /// The default seccomp profile: docker's/podman's defaults for docker's capability set.
@@ -155,9 +166,7 @@ pub struct SpecInputs<'a> {
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
-        .unwrap_or_default()
+    v.and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
 /// The process args: Entrypoint + Cmd, with the user's overrides (docker's rules).
@@ -186,10 +195,8 @@ pub fn process_args(config: &Value, opts: &ContainerOptions) -> Result<Vec<Strin
 /// The environment: defaults, then the image's, then `--env-file`, then `-e` (later wins,
 /// by key).
 pub fn environment(config: &Value, opts: &ContainerOptions, hostname: &str, home: &str) -> Vec<String> {
-    let mut env: Vec<String> = vec![
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        format!("HOSTNAME={hostname}"),
-    ];
+    let mut env: Vec<String> =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(), format!("HOSTNAME={hostname}")];
     if opts.tty {
         env.push("TERM=xterm".into());
     }
@@ -209,7 +216,8 @@ pub fn environment(config: &Value, opts: &ContainerOptions, hostname: &str, home
 pub fn generate(inp: &SpecInputs, opts: &ContainerOptions) -> Result<Value> {
     let mut spec = berth_runtime::spec::default_spec(false);
     let image_cfg = inp.image_config.get("config");
-    let user_spec = opts.user.clone().or_else(|| image_cfg.and_then(|c| c.get("User")).and_then(Value::as_str).map(String::from)).unwrap_or_default();
+    let user_spec =
+        opts.user.clone().or_else(|| image_cfg.and_then(|c| c.get("User")).and_then(Value::as_str).map(String::from)).unwrap_or_default();
     let user = user::resolve(inp.rootfs, &user_spec)?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| inp.id[..12.min(inp.id.len())].to_string());
     let cwd = opts
@@ -239,7 +247,8 @@ pub fn generate(inp: &SpecInputs, opts: &ContainerOptions) -> Result<Value> {
         "noNewPrivileges": opts.no_new_privileges,
     });
     if !opts.ulimits.is_empty() {
-        spec["process"]["rlimits"] = json!(opts.ulimits.iter().map(|u| json!({"type": u.kind, "soft": u.soft, "hard": u.hard})).collect::<Vec<_>>());
+        spec["process"]["rlimits"] =
+            json!(opts.ulimits.iter().map(|u| json!({"type": u.kind, "soft": u.soft, "hard": u.hard})).collect::<Vec<_>>());
     }
     if let Some(p) = &opts.apparmor_profile {
         spec["process"]["apparmorProfile"] = json!(p);
@@ -256,11 +265,14 @@ pub fn generate(inp: &SpecInputs, opts: &ContainerOptions) -> Result<Value> {
     }
     set_mounts(&mut spec, inp, opts)?;
     let linux = &mut spec["linux"];
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"}), json!({"type": "cgroup"})];
+    let mut namespaces =
+        vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"}), json!({"type": "cgroup"})];
     match (&opts.network, inp.netns_path) {
         (NetworkMode::Host, _) => {}
         (NetworkMode::Container(_) | NetworkMode::Ns(_), Some(path)) => namespaces.push(json!({"type": "network", "path": path})),
-        (NetworkMode::Container(c), None) => return Err(Error::Invalid(format!("--network container:{c}: the container's namespace is unknown"))),
+        (NetworkMode::Container(c), None) => {
+            return Err(Error::Invalid(format!("--network container:{c}: the container's namespace is unknown")))
+        }
         (NetworkMode::Ns(p), None) => return Err(Error::Invalid(format!("--network ns:{}: no path", p.display()))),
         (NetworkMode::None | NetworkMode::Bridge(_), _) => namespaces.push(json!({"type": "network"})),
     }
@@ -397,7 +409,15 @@ mod tests {
         std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
         let config = cfg(json!({"Cmd": ["true"]}));
         let netns = |mode: NetworkMode, path: Option<&Path>| {
-            let inp = SpecInputs { id: "0123456789abcdef", rootfs: dir.path(), image_config: &config, etc_files: &[], mounts: &[], init_binary: None, netns_path: path };
+            let inp = SpecInputs {
+                id: "0123456789abcdef",
+                rootfs: dir.path(),
+                image_config: &config,
+                etc_files: &[],
+                mounts: &[],
+                init_binary: None,
+                netns_path: path,
+            };
             let spec = generate(&inp, &ContainerOptions { network: mode, ..Default::default() })?;
             Ok::<_, Error>(spec["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network").cloned())
         };
@@ -405,7 +425,10 @@ mod tests {
         assert_eq!(netns(NetworkMode::Bridge("bridge".into()), None).unwrap(), Some(json!({"type": "network"})));
         assert_eq!(netns(NetworkMode::Host, None).unwrap(), None);
         let p = Path::new("/proc/42/ns/net");
-        assert_eq!(netns(NetworkMode::Container("web".into()), Some(p)).unwrap(), Some(json!({"type": "network", "path": "/proc/42/ns/net"})));
+        assert_eq!(
+            netns(NetworkMode::Container("web".into()), Some(p)).unwrap(),
+            Some(json!({"type": "network", "path": "/proc/42/ns/net"}))
+        );
         assert_eq!(netns(NetworkMode::Ns(p.into()), Some(p)).unwrap(), Some(json!({"type": "network", "path": "/proc/42/ns/net"})));
         assert!(netns(NetworkMode::Container("web".into()), None).is_err());
     }
@@ -423,7 +446,18 @@ mod tests {
     fn gen(opts: &ContainerOptions, mounts: &[Value], init: Option<&Path>) -> Result<Value> {
         let dir = tempfile::tempdir().unwrap();
         let image = cfg(json!({"Env": ["A=image", "B=image", "C=image"], "Cmd": ["sh"]}));
-        generate(&SpecInputs { id: "0123456789abcdef", rootfs: dir.path(), image_config: &image, etc_files: &[], mounts, init_binary: init, netns_path: None }, opts)
+        generate(
+            &SpecInputs {
+                id: "0123456789abcdef",
+                rootfs: dir.path(),
+                image_config: &image,
+                etc_files: &[],
+                mounts,
+                init_binary: init,
+                netns_path: None,
+            },
+            opts,
+        )
     }
 
     fn has_env(spec: &Value, kv: &str) -> bool {
@@ -487,7 +521,13 @@ mod tests {
 
     #[test]
     fn memory_swap_cpu_shares_and_cpuset_are_checked_and_set() {
-        let o = ContainerOptions { memory: Some(64 << 20), memory_swap: Some(128 << 20), cpu_shares: Some(512), cpuset_cpus: Some("0".into()), ..Default::default() };
+        let o = ContainerOptions {
+            memory: Some(64 << 20),
+            memory_swap: Some(128 << 20),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0".into()),
+            ..Default::default()
+        };
         let r = &gen(&o, &[], None).unwrap()["linux"]["resources"];
         assert_eq!(r["memory"], json!({"limit": 64 << 20, "swap": 128 << 20}));
         assert_eq!(r["cpu"], json!({"shares": 512, "cpus": "0"}));
@@ -507,7 +547,13 @@ mod tests {
     #[test]
     fn security_opts_set_seccomp_apparmor_and_selinux() {
         let mut o = ContainerOptions::default();
-        o.apply_security_opts(&["seccomp=unconfined".into(), "apparmor=berth-test".into(), "label=level:s0:c1,c2".into(), "no-new-privileges".into()]).unwrap();
+        o.apply_security_opts(&[
+            "seccomp=unconfined".into(),
+            "apparmor=berth-test".into(),
+            "label=level:s0:c1,c2".into(),
+            "no-new-privileges".into(),
+        ])
+        .unwrap();
         let spec = gen(&o, &[], None).unwrap();
         assert!(spec["linux"].get("seccomp").is_none());
         assert_eq!(spec["process"]["apparmorProfile"], "berth-test");

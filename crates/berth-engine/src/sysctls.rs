@@ -3,7 +3,16 @@
 
 use crate::error::{Error, Result};
 
-const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+const IPC: &[&str] = &[
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
 
 /// Parse and check one `--sysctl`; `own_network`: the container has a network namespace.
 pub fn parse(value: &str, own_network: bool) -> Result<(String, String)> {

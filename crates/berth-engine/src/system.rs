@@ -129,10 +129,7 @@ fn disk_usage(path: &Path) -> u64 {
 
 fn os_release() -> String {
     let text = std::fs::read_to_string("/etc/os-release").or_else(|_| std::fs::read_to_string("/usr/lib/os-release")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-        .map(|v| v.trim_matches('"').to_string())
-        .unwrap_or_else(|| "Linux".into())
+    text.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string()).unwrap_or_else(|| "Linux".into())
 }
 
 fn mem_total() -> u64 {
@@ -153,7 +150,8 @@ fn kernel_features() -> Features {
     let openat2 = berth_runtime::rootfs::safe_path::open_root(Path::new("/"))
         .ok()
         .and_then(|root| {
-            berth_runtime::rootfs::safe_path::open_in_root_raw(std::os::fd::AsFd::as_fd(&root), Path::new("."), nix::fcntl::OFlag::O_PATH).ok()
+            berth_runtime::rootfs::safe_path::open_in_root_raw(std::os::fd::AsFd::as_fd(&root), Path::new("."), nix::fcntl::OFlag::O_PATH)
+                .ok()
         })
         .is_some();
     // SAFETY: pidfd_open of our own pid; the fd is closed at once.
@@ -286,8 +284,12 @@ impl Engine {
             }
         }
         if volumes {
-            let sizes: std::collections::HashMap<String, u64> =
-                self.volumes()?.into_iter().filter(|v| v.containers.is_empty()).map(|v| (v.name.clone(), disk_usage(&v.mountpoint))).collect();
+            let sizes: std::collections::HashMap<String, u64> = self
+                .volumes()?
+                .into_iter()
+                .filter(|v| v.containers.is_empty())
+                .map(|v| (v.name.clone(), disk_usage(&v.mountpoint)))
+                .collect();
             for name in self.prune_volumes(all_volumes)? {
                 report.reclaimed += sizes.get(&name).copied().unwrap_or(0);
                 report.volumes.push(name);

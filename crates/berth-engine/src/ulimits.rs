@@ -14,11 +14,22 @@ pub struct Ulimit {
 }
 
 const NAMES: &[(&str, &str)] = &[
-    ("as", "RLIMIT_AS"), ("core", "RLIMIT_CORE"), ("cpu", "RLIMIT_CPU"), ("data", "RLIMIT_DATA"),
-    ("fsize", "RLIMIT_FSIZE"), ("locks", "RLIMIT_LOCKS"), ("memlock", "RLIMIT_MEMLOCK"),
-    ("msgqueue", "RLIMIT_MSGQUEUE"), ("nice", "RLIMIT_NICE"), ("nofile", "RLIMIT_NOFILE"),
-    ("nproc", "RLIMIT_NPROC"), ("rss", "RLIMIT_RSS"), ("rtprio", "RLIMIT_RTPRIO"),
-    ("rttime", "RLIMIT_RTTIME"), ("sigpending", "RLIMIT_SIGPENDING"), ("stack", "RLIMIT_STACK"),
+    ("as", "RLIMIT_AS"),
+    ("core", "RLIMIT_CORE"),
+    ("cpu", "RLIMIT_CPU"),
+    ("data", "RLIMIT_DATA"),
+    ("fsize", "RLIMIT_FSIZE"),
+    ("locks", "RLIMIT_LOCKS"),
+    ("memlock", "RLIMIT_MEMLOCK"),
+    ("msgqueue", "RLIMIT_MSGQUEUE"),
+    ("nice", "RLIMIT_NICE"),
+    ("nofile", "RLIMIT_NOFILE"),
+    ("nproc", "RLIMIT_NPROC"),
+    ("rss", "RLIMIT_RSS"),
+    ("rtprio", "RLIMIT_RTPRIO"),
+    ("rttime", "RLIMIT_RTTIME"),
+    ("sigpending", "RLIMIT_SIGPENDING"),
+    ("stack", "RLIMIT_STACK"),
 ];
 
 fn limit(value: &str, v: &str) -> Result<u64> {
@@ -30,9 +41,7 @@ fn limit(value: &str, v: &str) -> Result<u64> {
 
 /// Parse `nofile=100:200` (hard = soft when absent; `-1` or `unlimited` for no limit).
 pub fn parse(value: &str) -> Result<Ulimit> {
-    let (name, limits) = value
-        .split_once('=')
-        .ok_or_else(|| Error::Invalid(format!("--ulimit {value:?}: expected NAME=SOFT[:HARD]")))?;
+    let (name, limits) = value.split_once('=').ok_or_else(|| Error::Invalid(format!("--ulimit {value:?}: expected NAME=SOFT[:HARD]")))?;
     let kind = NAMES
         .iter()
         .find(|(n, _)| *n == name)

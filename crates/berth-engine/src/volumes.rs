@@ -117,7 +117,10 @@ impl Engine {
         if !info.containers.is_empty() {
             if !force {
                 let ids: Vec<&str> = info.containers.iter().map(|c| c.get(..12).unwrap_or(c)).collect();
-                return Err(Error::Invalid(format!("volume {name} is in use by container(s) {}: remove them first or use --force", ids.join(", "))));
+                return Err(Error::Invalid(format!(
+                    "volume {name} is in use by container(s) {}: remove them first or use --force",
+                    ids.join(", ")
+                )));
             }
             for c in &info.containers {
                 self.remove(c, true, false)?;
@@ -194,7 +197,13 @@ impl Engine {
     /// of the image's `Volumes` no request covers. Creates volumes (copying the image's content
     /// into new empty ones) and bind sources `-v` may create; records which volumes the
     /// container uses. Parents are mounted before their children.
-    pub(crate) fn prepare_mounts(&self, container_id: &str, rootfs: &Path, image_config: &Value, requests: &[MountRequest]) -> Result<Vec<Value>> {
+    pub(crate) fn prepare_mounts(
+        &self,
+        container_id: &str,
+        rootfs: &Path,
+        image_config: &Value,
+        requests: &[MountRequest],
+    ) -> Result<Vec<Value>> {
         let mut requests = requests.to_vec();
         for (i, r) in requests.iter().enumerate() {
             if requests[..i].iter().any(|p| p.target() == r.target()) {
@@ -228,7 +237,8 @@ impl Engine {
                         // Two containers starting on one new volume: one copies, the other then finds it full.
                         let _lock = lock_dir(&self.volumes_dir().join(&name))?;
                         if dir_is_empty(&data)? {
-                            copy_up(rootfs, target, &data).map_err(|e| Error::Invalid(format!("volume {name}: copy the image's {target}: {e}")))?;
+                            copy_up(rootfs, target, &data)
+                                .map_err(|e| Error::Invalid(format!("volume {name}: copy the image's {target}: {e}")))?;
                         }
                     }
                     json!({"destination": target, "type": "bind", "source": data,

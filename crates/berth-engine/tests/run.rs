@@ -95,7 +95,11 @@ fn mounted(path: &Path) -> bool {
 fn run_applies_the_image_config_and_the_users_flags() {
     let f = Fixture::new("config");
     let opts = ContainerOptions {
-        command: vec!["sh".into(), "-c".into(), "id -u > uid; id -G > groups; pwd > cwd; echo $FROM_IMAGE $FOO > env; hostname > host; exit 3".into()],
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "id -u > uid; id -G > groups; pwd > cwd; echo $FROM_IMAGE $FOO > env; hostname > host; exit 3".into(),
+        ],
         env: vec!["FOO=bar".into()],
         user: Some("user".into()),
         hostname: Some("box".into()),
@@ -114,7 +118,10 @@ fn run_applies_the_image_config_and_the_users_flags() {
     let row = f.engine.containers().unwrap().into_iter().find(|c| c.id == id).unwrap();
     assert_eq!((row.state.as_str(), row.exit_code), ("exited", Some(3)));
     // The name is taken while the container exists.
-    assert!(matches!(f.engine.create("localhost/demo", Some("c1"), &opts, &berth_engine::ContainerSettings::default(), false), Err(berth_engine::Error::NameInUse(_))));
+    assert!(matches!(
+        f.engine.create("localhost/demo", Some("c1"), &opts, &berth_engine::ContainerSettings::default(), false),
+        Err(berth_engine::Error::NameInUse(_))
+    ));
     f.engine.remove(&id, false, false).unwrap();
     assert!(!mounted(&rootfs));
     assert!(!f.dir.join("root/containers").join(&id).exists());
@@ -125,7 +132,11 @@ fn run_with_rm_leaves_nothing_and_default_security_applies() {
     let f = Fixture::new("rm");
     // Default seccomp denies unshare of namespaces; docker's caps exclude SYS_ADMIN.
     let opts = ContainerOptions {
-        command: vec!["sh".into(), "-c".into(), "grep -q '^CapEff:.*a80425fb' /proc/self/status || exit 10; grep -q 'Seccomp:.*2' /proc/self/status || exit 11; exit 0".into()],
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "grep -q '^CapEff:.*a80425fb' /proc/self/status || exit 10; grep -q 'Seccomp:.*2' /proc/self/status || exit 11; exit 0".into(),
+        ],
         ..Default::default()
     };
     let id = f.engine.create("localhost/demo", None, &opts, &berth_engine::ContainerSettings::default(), true).unwrap();
@@ -137,7 +148,10 @@ fn run_with_rm_leaves_nothing_and_default_security_applies() {
 #[test]
 fn an_unknown_image_or_user_is_a_clear_error_and_leaves_nothing() {
     let f = Fixture::new("bad");
-    let err = f.engine.create("localhost/nope", None, &ContainerOptions::default(), &berth_engine::ContainerSettings::default(), false).unwrap_err();
+    let err = f
+        .engine
+        .create("localhost/nope", None, &ContainerOptions::default(), &berth_engine::ContainerSettings::default(), false)
+        .unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
     let opts = ContainerOptions { user: Some("ghost".into()), command: vec!["true".into()], ..Default::default() };
     let err = f.engine.create("localhost/demo", None, &opts, &berth_engine::ContainerSettings::default(), false).unwrap_err();

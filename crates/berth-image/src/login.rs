@@ -123,7 +123,8 @@ mod tests {
     fn logout_removes_only_that_registry_and_keeps_other_keys() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("auth.json");
-        std::fs::write(&file, r#"{"auths":{"a.io":{"auth":"dTpw"},"https://index.docker.io/v1/":{"auth":"dTpw"}},"credHelpers":{}}"#).unwrap();
+        std::fs::write(&file, r#"{"auths":{"a.io":{"auth":"dTpw"},"https://index.docker.io/v1/":{"auth":"dTpw"}},"credHelpers":{}}"#)
+            .unwrap();
         assert!(logout("docker.io", &file).unwrap());
         assert!(!logout("docker.io", &file).unwrap());
         let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();

@@ -11,7 +11,9 @@ use oci_spec::image::Descriptor;
 use crate::images::{is_index_media_type, resolve_name};
 use crate::pull::ANNOTATION_SOURCE;
 use crate::reference::Reference;
-use crate::registry::{load_credentials, BlobPushOutcome, Credentials, PushOptions as BlobOptions, RegistryClient, RegistryConfig, UploadMethod};
+use crate::registry::{
+    load_credentials, BlobPushOutcome, Credentials, PushOptions as BlobOptions, RegistryClient, RegistryConfig, UploadMethod,
+};
 use crate::store::digest::Digest;
 use crate::store::Store;
 use crate::{Error, Result};
@@ -80,9 +82,10 @@ pub fn push(store: &Store, source: &Reference, dest: &Reference, opts: &PushOpti
         .and_then(|a| a.get(ANNOTATION_SOURCE))
         .and_then(|s| Reference::parse(s).ok())
         .unwrap_or_else(|| source.clone());
-    let mount_from = opts.mount_from.clone().or_else(|| {
-        (origin.domain() == dest.domain() && origin.path() != dest.path()).then(|| origin.path().to_string())
-    });
+    let mount_from = opts
+        .mount_from
+        .clone()
+        .or_else(|| (origin.domain() == dest.domain() && origin.path() != dest.path()).then(|| origin.path().to_string()));
     let blob_options = BlobOptions { method: opts.method, mount_from };
     let repository = dest.path();
     let mut report = PushReport::default();
@@ -115,12 +118,20 @@ pub fn push(store: &Store, source: &Reference, dest: &Reference, opts: &PushOpti
     Ok(report)
 }
 
-fn put(client: &RegistryClient, repository: &str, store: &Store, manifest: &Descriptor, reference: &str, progress: &dyn PushProgress) -> Result<()> {
+fn put(
+    client: &RegistryClient,
+    repository: &str,
+    store: &Store,
+    manifest: &Descriptor,
+    reference: &str,
+    progress: &dyn PushProgress,
+) -> Result<()> {
     let bytes = store.read_blob(manifest.digest())?;
-    let media_type = match serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v.get("mediaType")?.as_str().map(String::from)) {
-        Some(t) => t,
-        None => manifest.media_type().to_string(),
-    };
+    let media_type =
+        match serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v.get("mediaType")?.as_str().map(String::from)) {
+            Some(t) => t,
+            None => manifest.media_type().to_string(),
+        };
     client.put_manifest(repository, reference, &media_type, &bytes)?;
     progress.manifest(manifest.digest(), reference);
     Ok(())

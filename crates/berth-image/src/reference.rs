@@ -158,9 +158,7 @@ impl FromStr for Reference {
 /// Split `name` into (registry, path) per distribution/reference's splitDockerDomain.
 fn split_domain(name: &str) -> (&str, &str) {
     match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) =>
-        {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) => {
             (first, rest)
         }
         _ => (DEFAULT_DOMAIN, name),
@@ -169,11 +167,7 @@ fn split_domain(name: &str) -> (&str, &str) {
 
 fn normalise(domain: &str, path: &str) -> (String, String) {
     let domain = if domain == LEGACY_DEFAULT_DOMAIN { DEFAULT_DOMAIN } else { domain };
-    let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
-        format!("{OFFICIAL_REPO_PREFIX}{path}")
-    } else {
-        path.to_string()
-    };
+    let path = if domain == DEFAULT_DOMAIN && !path.contains('/') { format!("{OFFICIAL_REPO_PREFIX}{path}") } else { path.to_string() };
     (domain.to_string(), path)
 }
 

@@ -62,10 +62,9 @@ impl RegistriesConf {
             None => (Self::default_path(), false),
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text).map_err(|message| Error::Format {
-                what: format!("registries config {}", path.display()),
-                message,
-            }),
+            Ok(text) => {
+                Self::parse(&text).map_err(|message| Error::Format { what: format!("registries config {}", path.display()), message })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::default()),
             Err(e) => Err(e).io_context(|| format!("read registries config {}", path.display())),
         }
@@ -97,11 +96,7 @@ impl RegistriesConf {
 
     /// The registry module's view of this file.
     pub fn registry_config(&self) -> RegistryConfig {
-        RegistryConfig {
-            insecure: self.insecure_registries.clone(),
-            mirrors: self.mirrors.clone(),
-            certs_dir: self.certs_dir.clone(),
-        }
+        RegistryConfig { insecure: self.insecure_registries.clone(), mirrors: self.mirrors.clone(), certs_dir: self.certs_dir.clone() }
     }
 }
 

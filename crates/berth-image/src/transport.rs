@@ -116,10 +116,7 @@ fn parse_selector(sel: &str) -> std::result::Result<ArchiveSelector, String> {
 /// The OCI image-layout ref name grammar: alphanumerics separated by `-._:@/+`.
 pub fn valid_ref_name(s: &str) -> bool {
     let sep = |c: char| matches!(c, '-' | '.' | '_' | ':' | '@' | '/' | '+' | '=');
-    !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || sep(c))
-        && !s.starts_with(sep)
-        && !s.ends_with(sep)
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || sep(c)) && !s.starts_with(sep) && !s.ends_with(sep)
 }
 
 impl FromStr for Transport {

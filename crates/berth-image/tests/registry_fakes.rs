@@ -87,9 +87,8 @@ fn redirect_to_another_host_does_not_carry_authorization() {
 
 #[test]
 fn redirect_to_a_non_http_scheme_is_refused() {
-    let registry = FakeServer::start(Box::new(|_, _, stream| {
-        respond(stream, "302 Found", &[("Location", "ftp://elsewhere/x".into())], b"")
-    }));
+    let registry =
+        FakeServer::start(Box::new(|_, _, stream| respond(stream, "302 Found", &[("Location", "ftp://elsewhere/x".into())], b"")));
     let client = client_for(&registry.host, None);
     let err = client.fetch_blob("a/b", &sha256_digest(b"x"), None, &mut Vec::new()).unwrap_err().to_string();
     assert!(err.contains("unsupported scheme"), "{err}");
@@ -98,10 +97,8 @@ fn redirect_to_a_non_http_scheme_is_refused() {
 /// Serves `blob`, cutting the first response after `cut` bytes; honours `Range` when `ranges`.
 fn cutting_server(blob: Vec<u8>, cut: usize, ranges: bool) -> FakeServer {
     FakeServer::start(Box::new(move |request, index, stream| {
-        let range_start = request
-            .header("range")
-            .and_then(|r| r.strip_prefix("bytes="))
-            .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
+        let range_start =
+            request.header("range").and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
         match (index, range_start) {
             (0, _) => {
                 let head = format!("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", blob.len());
@@ -177,13 +174,17 @@ fn connection_refused_is_retried_then_named() {
 
 #[test]
 fn token_flow_against_a_fake_registry_sends_service_and_scope() {
-    let tokens = FakeServer::start(Box::new(|_, _, stream| {
-        respond(stream, "200 OK", &[], br#"{"access_token":"tok-1","expires_in":120}"#)
-    }));
+    let tokens =
+        FakeServer::start(Box::new(|_, _, stream| respond(stream, "200 OK", &[], br#"{"access_token":"tok-1","expires_in":120}"#)));
     let realm = format!("http://{}/auth", tokens.host);
     let registry = FakeServer::start(Box::new(move |request, _, stream| {
         if request.header("authorization") == Some("Bearer tok-1") {
-            respond(stream, "200 OK", &[("Content-Type", "application/vnd.oci.image.index.v1+json".into())], br#"{"schemaVersion":2,"manifests":[]}"#);
+            respond(
+                stream,
+                "200 OK",
+                &[("Content-Type", "application/vnd.oci.image.index.v1+json".into())],
+                br#"{"schemaVersion":2,"manifests":[]}"#,
+            );
         } else {
             let challenge = format!(r#"Bearer realm="{realm}",service="fake.registry",scope="repository:a/b:pull""#);
             respond(stream, "401 Unauthorized", &[("WWW-Authenticate", challenge)], b"");

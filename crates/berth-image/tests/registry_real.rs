@@ -8,8 +8,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use berth_image::registry::{
-    BlobInfo, BlobPushOutcome, BlobSink, Credentials, Platform, PushOptions, RegistryClient, RegistryConfig,
-    UploadMethod,
+    BlobInfo, BlobPushOutcome, BlobSink, Credentials, Platform, PushOptions, RegistryClient, RegistryConfig, UploadMethod,
 };
 use berth_image::Error;
 use oci_spec::image::Descriptor;
@@ -25,9 +24,7 @@ fn push_image(client: &RegistryClient, repo: &str, images: &[&PlatformImage], in
         for (i, blob) in image.layers.iter().chain([&image.config]).enumerate() {
             let method = if (n + i) % 2 == 0 { UploadMethod::Monolithic } else { UploadMethod::Chunked { chunk_size: 64 * 1024 } };
             let options = PushOptions { method, mount_from: None };
-            let outcome = client
-                .push_blob(repo, &blob.digest, blob.bytes.len() as u64, &mut blob.bytes.as_slice(), &options)
-                .unwrap();
+            let outcome = client.push_blob(repo, &blob.digest, blob.bytes.len() as u64, &mut blob.bytes.as_slice(), &options).unwrap();
             assert_eq!(outcome, BlobPushOutcome::Uploaded, "{method:?}");
         }
         let digest = client.put_manifest(repo, &image.manifest.digest, &image.manifest.media_type, &image.manifest.bytes).unwrap();
@@ -83,7 +80,8 @@ fn push_then_pull_a_two_platform_image_without_auth() {
 
     // Pushing again skips every blob.
     let layer = &amd.layers[0];
-    let again = client.push_blob("berth/test", &layer.digest, layer.bytes.len() as u64, &mut layer.bytes.as_slice(), &PushOptions::default());
+    let again =
+        client.push_blob("berth/test", &layer.digest, layer.bytes.len() as u64, &mut layer.bytes.as_slice(), &PushOptions::default());
     assert_eq!(again.unwrap(), BlobPushOutcome::Existed);
     assert_eq!(client.blob_exists("berth/test", &layer.digest).unwrap(), Some(layer.bytes.len() as u64));
 

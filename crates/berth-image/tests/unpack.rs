@@ -85,12 +85,7 @@ fn files_dirs_links_devices_fifos_xattrs_modes_and_mtimes_round_trip() {
 }
 
 fn whiteout_layers() -> (Vec<u8>, Vec<u8>) {
-    let lower = Layer::new()
-        .file("keep", b"keep")
-        .file("gone", b"gone")
-        .dir("dir/", 0o755)
-        .file("dir/old", b"old")
-        .tar();
+    let lower = Layer::new().file("keep", b"keep").file("gone", b"gone").dir("dir/", 0o755).file("dir/old", b"old").tar();
     let upper = Layer::new().file(".wh.gone", b"").file("dir/.wh..wh..opq", b"").file("dir/new", b"new").tar();
     (lower, upper)
 }
@@ -130,10 +125,7 @@ fn overlayfs_of_two_snapshots_hides_whited_out_files() {
     let merged = tmp.path().join("merged");
     std::fs::create_dir(&merged).unwrap();
     let opts = format!("lowerdir={}:{}", l1.path.display(), l0.path.display());
-    let script = format!(
-        "mount -t overlay overlay -o {opts} {m} && ls -A {m} {m}/dir; umount {m}",
-        m = merged.display()
-    );
+    let script = format!("mount -t overlay overlay -o {opts} {m} && ls -A {m} {m}/dir; umount {m}", m = merged.display());
     let mut cmd = std::process::Command::new("sh");
     cmd.args(["-c", &script]);
     // SAFETY: only async-signal-safe syscalls run between fork and exec.

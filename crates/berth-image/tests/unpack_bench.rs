@@ -13,8 +13,8 @@ use berth_image::unpack::{Snapshots, UnpackOptions};
 /// Deterministic text-like content (compresses about 2-3x with gzip, like binaries and text).
 fn content(seed: &mut u64, len: usize) -> Vec<u8> {
     const WORDS: &[&str] = &[
-        "lib", "usr", "share", "python3", "locale", "the", "of", "function", "return", "0x7f", "static", "const",
-        "include", "ELF", "\n", "\t", "=", "{", "}", "(", ")", "_", "-", ".so", "data",
+        "lib", "usr", "share", "python3", "locale", "the", "of", "function", "return", "0x7f", "static", "const", "include", "ELF", "\n",
+        "\t", "=", "{", "}", "(", ")", "_", "-", ".so", "data",
     ];
     let mut out = Vec::with_capacity(len + 16);
     while out.len() < len {

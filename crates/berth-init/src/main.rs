@@ -21,7 +21,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{execvp, fork, ForkResult, Pid};
 
 /// Faults the kernel raises in the thread that caused them: never blocked, never forwarded.
-const SYNCHRONOUS: &[Signal] = &[Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGFPE, Signal::SIGILL, Signal::SIGTRAP, Signal::SIGSYS, Signal::SIGABRT];
+const SYNCHRONOUS: &[Signal] =
+    &[Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGFPE, Signal::SIGILL, Signal::SIGTRAP, Signal::SIGSYS, Signal::SIGABRT];
 
 /// Exit status when the command could not be started (docker's 127/126 convention).
 const EXIT_NOT_FOUND: u8 = 127;

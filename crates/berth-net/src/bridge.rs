@@ -145,7 +145,13 @@ impl Networks {
         }
         tracing::debug!("network {}: bridge {} ready at {:?}", net.name, net.bridge, t.elapsed());
         let ns = netlink::open_netns(&req.netns)?;
-        host.create_veth(&VethPair { host_name: &ep.host_ifname, peer_name: &ep.ifname, peer_netns: netlink::raw(&ns), bridge_index, mtu: net.mtu })?;
+        host.create_veth(&VethPair {
+            host_name: &ep.host_ifname,
+            peer_name: &ep.ifname,
+            peer_netns: netlink::raw(&ns),
+            bridge_index,
+            mtu: net.mtu,
+        })?;
         tracing::debug!("network {}: veth {} at {:?}", net.name, ep.host_ifname, t.elapsed());
         let mut inner = RouteSocket::in_netns(&req.netns)?;
         tracing::debug!("network {}: socket in the container's namespace at {:?}", net.name, t.elapsed());
@@ -198,12 +204,19 @@ impl Networks {
         let net = network.map(|n| self.get(n)).transpose()?;
         let _lock = self.lock()?;
         let eps = self.state.endpoints_of(container)?;
-        let eps: Vec<Endpoint> = eps.into_iter().filter(|e| match &net {
-            Some(n) => n.name == e.network,
-            None => true,
-        }).collect();
+        let eps: Vec<Endpoint> = eps
+            .into_iter()
+            .filter(|e| match &net {
+                Some(n) => n.name == e.network,
+                None => true,
+            })
+            .collect();
         if let (Some(n), true) = (&net, eps.is_empty()) {
-            return Err(Error::Invalid(format!("container {} is not connected to network {}", container.get(..12).unwrap_or(container), n.name)));
+            return Err(Error::Invalid(format!(
+                "container {} is not connected to network {}",
+                container.get(..12).unwrap_or(container),
+                n.name
+            )));
         }
         let mut idle = Vec::new();
         for ep in &eps {

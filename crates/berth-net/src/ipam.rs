@@ -81,7 +81,10 @@ impl FromStr for Subnet {
         }
         let sub = Subnet { addr, prefix };
         if u32::from(addr) & sub.mask() != u32::from(addr) {
-            return Err(Error::Invalid(format!("invalid subnet {s:?}: host bits are set (did you mean {}?)", Subnet { addr: Ipv4Addr::from(u32::from(addr) & sub.mask()), prefix })));
+            return Err(Error::Invalid(format!(
+                "invalid subnet {s:?}: host bits are set (did you mean {}?)",
+                Subnet { addr: Ipv4Addr::from(u32::from(addr) & sub.mask()), prefix }
+            )));
         }
         Ok(sub)
     }

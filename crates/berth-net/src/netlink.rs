@@ -74,8 +74,10 @@ impl RouteSocket {
             let (data, _) = self.socket.recv_from_full().map_err(|source| Error::Netlink { op: op(), source })?;
             let mut offset = 0;
             while offset < data.len() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
-                    .map_err(|e| Error::Netlink { op: op(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()) })?;
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..]).map_err(|e| Error::Netlink {
+                    op: op(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                })?;
                 let len = reply.header.length as usize;
                 if reply.header.sequence_number == self.seq {
                     match reply.payload {
@@ -137,8 +139,13 @@ impl RouteSocket {
         msg.attributes.push(LinkAttribute::IfName(v.host_name.to_string()));
         msg.attributes.push(LinkAttribute::Mtu(v.mtu));
         msg.attributes.push(LinkAttribute::Controller(v.bridge_index));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth), LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer)))]));
-        self.request(&|| format!("create veth {:?} (peer {:?})", v.host_name, v.peer_name), RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)?;
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth), LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer)))]));
+        self.request(
+            &|| format!("create veth {:?} (peer {:?})", v.host_name, v.peer_name),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
         Ok(())
     }
 
@@ -172,7 +179,11 @@ impl RouteSocket {
         msg.attributes.push(AddressAttribute::Address(addr.into()));
         let bits = u32::from(addr) | (u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0));
         msg.attributes.push(AddressAttribute::Broadcast(Ipv4Addr::from(bits)));
-        match self.request(&|| format!("add {addr}/{prefix} to link {index}"), RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_EXCL) {
+        match self.request(
+            &|| format!("add {addr}/{prefix} to link {index}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
             Err(Error::Netlink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => Ok(()),
             other => other.map(|_| ()),
         }

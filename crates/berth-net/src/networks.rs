@@ -29,7 +29,8 @@ pub fn default_network_of(root: &Path) -> (String, Subnet) {
     if root == Path::new(DEFAULT_ROOT) {
         return (DEFAULT_BRIDGE.into(), Subnet { addr: Ipv4Addr::new(10, 88, 0, 0), prefix: 16 });
     }
-    let h = root.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    let h =
+        root.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
     let (b, c) = (200 + ((h >> 8) % 40) as u8, (h >> 16) as u8);
     (format!("bb{:08x}", h as u32), Subnet { addr: Ipv4Addr::new(10, b, c, 0), prefix: 24 })
 }
@@ -80,7 +81,12 @@ pub(crate) struct NetLock(#[allow(dead_code)] std::fs::File);
 impl NetLock {
     fn take(root: &Path) -> Result<NetLock> {
         let path = root.join("network.lock");
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).io_context(|| format!("open {}", path.display()))?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .io_context(|| format!("open {}", path.display()))?;
         loop {
             // SAFETY: flock on an fd we own; no memory is involved.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -136,7 +142,9 @@ fn now() -> String {
 
 fn valid_name(name: &str) -> bool {
     let mut c = name.chars();
-    matches!(c.next(), Some(f) if f.is_ascii_alphanumeric()) && c.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) && name.len() <= 64
+    matches!(c.next(), Some(f) if f.is_ascii_alphanumeric())
+        && c.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name.len() <= 64
 }
 
 impl Networks {

@@ -26,7 +26,8 @@ pub fn table_for(root: &std::path::Path) -> String {
     if root == std::path::Path::new("/var/lib/berth") {
         return TABLE.to_string();
     }
-    let h = root.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    let h =
+        root.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
     format!("{TABLE}_{:08x}", h as u32)
 }
 
@@ -74,7 +75,14 @@ pub fn render(table: &str, networks: &[ActiveNetwork], ports: &[ActivePort]) -> 
     for p in ports {
         let m = &p.mapping;
         let daddr = if m.host_ip.is_unspecified() { String::new() } else { format!("ip daddr {} ", m.host_ip) };
-        let _ = writeln!(s, "add rule {t} published {daddr}{} dport {} dnat ip to {}:{}", m.protocol.as_str(), m.host_port, p.container_ip, m.container_port);
+        let _ = writeln!(
+            s,
+            "add rule {t} published {daddr}{} dport {} dnat ip to {}:{}",
+            m.protocol.as_str(),
+            m.host_port,
+            p.container_ip,
+            m.container_port
+        );
     }
     for n in networks {
         // The host reaching a published port on 127.0.0.1: the packet leaves on the bridge
@@ -204,7 +212,11 @@ mod tests {
             ActiveNetwork { bridge: "b0".into(), subnet: "10.1.0.0/24".parse().unwrap(), internal: false },
             ActiveNetwork { bridge: "b1".into(), subnet: "10.2.0.0/24".parse().unwrap(), internal: true },
         ];
-        let ports = [ActivePort { mapping: PortMapping::parse("8080:80").unwrap()[0].clone(), container_ip: "10.1.0.2".parse().unwrap(), bridge: "b0".into() }];
+        let ports = [ActivePort {
+            mapping: PortMapping::parse("8080:80").unwrap()[0].clone(),
+            container_ip: "10.1.0.2".parse().unwrap(),
+            bridge: "b0".into(),
+        }];
         let r = render(TABLE, &nets, &ports);
         assert!(r.contains("published tcp dport 8080 dnat ip to 10.1.0.2:80"), "{r}");
         assert!(r.contains("flush table inet berth\n"));

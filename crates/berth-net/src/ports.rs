@@ -109,7 +109,10 @@ impl PortMapping {
         let addr = SocketAddrV4::new(self.host_ip, self.host_port);
         let taken = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
-                Error::PortInUse(format!("{}:{}/{}", self.host_ip, self.host_port, self.protocol.as_str()), " (another program listens on it)".into())
+                Error::PortInUse(
+                    format!("{}:{}/{}", self.host_ip, self.host_port, self.protocol.as_str()),
+                    " (another program listens on it)".into(),
+                )
             } else {
                 Error::Io { context: format!("check host port {addr}"), source: e }
             }

@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::ipam::Subnet;
 use crate::ports::{PortMapping, Protocol};
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE net_networks (
         name TEXT PRIMARY KEY,
         id TEXT NOT NULL UNIQUE,
@@ -58,14 +59,16 @@ const MIGRATIONS: &[&str] = &["
         protocol TEXT NOT NULL,
         UNIQUE (protocol, host_port)
     );
-", "
+",
+    "
     -- berth-net's own bookkeeping: what was last handed to nftables (so that an unchanged
     -- ruleset is not sent again).
     CREATE TABLE net_meta (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
-"];
+",
+];
 
 /// A network as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -156,7 +159,9 @@ fn network_row(r: &rusqlite::Row) -> rusqlite::Result<NetworkRecord> {
         id: r.get(1)?,
         driver: r.get(2)?,
         bridge: r.get(3)?,
-        subnet: subnet.parse().map_err(|e: Error| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.to_string().into()))?,
+        subnet: subnet
+            .parse()
+            .map_err(|e: Error| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.to_string().into()))?,
         gateway: parse_ip(r.get(5)?)?,
         internal: r.get(6)?,
         mtu: r.get(7)?,
@@ -228,7 +233,10 @@ impl State {
                 return Err(Error::Invalid(format!("network {}: the bridge {} belongs to network {}", n.name, n.bridge, other.name)));
             }
             if other.subnet.overlaps(&n.subnet) {
-                return Err(Error::Invalid(format!("network {}: subnet {} overlaps {} of network {}", n.name, n.subnet, other.subnet, other.name)));
+                return Err(Error::Invalid(format!(
+                    "network {}: subnet {} overlaps {} of network {}",
+                    n.name, n.subnet, other.subnet, other.name
+                )));
             }
         }
         tx.execute(
@@ -241,7 +249,8 @@ impl State {
 
     /// A network by name, or by id or id prefix.
     pub fn network(&self, key: &str) -> Result<Option<NetworkRecord>> {
-        let mut stmt = self.conn.prepare(&format!("SELECT {NETWORK_COLS} FROM net_networks WHERE name = ?1 OR id LIKE ?1 || '%' LIMIT 2"))?;
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT {NETWORK_COLS} FROM net_networks WHERE name = ?1 OR id LIKE ?1 || '%' LIMIT 2"))?;
         let rows: Vec<NetworkRecord> = stmt.query_map(params![key], network_row)?.collect::<rusqlite::Result<_>>()?;
         Ok(match rows.len() {
             1 => rows.into_iter().next(),
@@ -282,37 +291,63 @@ impl State {
     pub fn container(&self, id: &str) -> Result<Option<ContainerNames>> {
         Ok(self
             .conn
-            .query_row("SELECT container, name, hostname, hosts_file, extra_hosts FROM net_containers WHERE container = ?1", params![id], |r| {
-                Ok(ContainerNames { container: r.get(0)?, name: r.get(1)?, hostname: r.get(2)?, hosts_file: r.get(3)?, extra_hosts: r.get(4)? })
-            })
+            .query_row(
+                "SELECT container, name, hostname, hosts_file, extra_hosts FROM net_containers WHERE container = ?1",
+                params![id],
+                |r| {
+                    Ok(ContainerNames {
+                        container: r.get(0)?,
+                        name: r.get(1)?,
+                        hostname: r.get(2)?,
+                        hosts_file: r.get(3)?,
+                        extra_hosts: r.get(4)?,
+                    })
+                },
+            )
             .optional()?)
     }
 
     /// Reserve an address for `container` on `network` (the requested one, or the lowest free),
     /// with its interface names and published ports, in one IMMEDIATE transaction.
-    pub fn reserve(&mut self, net: &NetworkRecord, container: &str, requested: Option<Ipv4Addr>, host_ifname: &str, ports: &[PortMapping]) -> Result<Endpoint> {
+    pub fn reserve(
+        &mut self,
+        net: &NetworkRecord,
+        container: &str,
+        requested: Option<Ipv4Addr>,
+        host_ifname: &str,
+        ports: &[PortMapping],
+    ) -> Result<Endpoint> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut used_if: HashSet<String> = HashSet::new();
-        for r in tx.prepare("SELECT ifname FROM net_endpoints WHERE container = ?1")?.query_map(params![container], |r| r.get::<_, String>(0))? {
+        for r in
+            tx.prepare("SELECT ifname FROM net_endpoints WHERE container = ?1")?.query_map(params![container], |r| r.get::<_, String>(0))?
+        {
             used_if.insert(r?);
         }
         let ifname = (0..).map(|i| format!("eth{i}")).find(|n| !used_if.contains(n)).unwrap_or_else(|| "eth0".into());
         let ip = match requested {
             Some(ip) => {
                 if !net.subnet.assignable(ip, net.gateway) {
-                    return Err(Error::AddressUnavailable { network: net.name.clone(), reason: format!("{ip} is not an assignable address of {}", net.subnet) });
+                    return Err(Error::AddressUnavailable {
+                        network: net.name.clone(),
+                        reason: format!("{ip} is not an assignable address of {}", net.subnet),
+                    });
                 }
                 ip
             }
             None => {
                 let mut taken = HashSet::new();
-                for r in tx.prepare("SELECT ip FROM net_endpoints WHERE network = ?1")?.query_map(params![net.name], |r| parse_ip(r.get(0)?))? {
+                for r in
+                    tx.prepare("SELECT ip FROM net_endpoints WHERE network = ?1")?.query_map(params![net.name], |r| parse_ip(r.get(0)?))?
+                {
                     taken.insert(r?);
                 }
-                let last: Option<String> = tx.query_row("SELECT last_ip FROM net_networks WHERE name = ?1", params![net.name], |r| r.get(0)).optional()?.flatten();
-                net.subnet
-                    .next_free(net.gateway, &taken, last.and_then(|l| l.parse().ok()))
-                    .ok_or_else(|| Error::AddressUnavailable { network: net.name.clone(), reason: format!("no free address left in {}", net.subnet) })?
+                let last: Option<String> =
+                    tx.query_row("SELECT last_ip FROM net_networks WHERE name = ?1", params![net.name], |r| r.get(0)).optional()?.flatten();
+                net.subnet.next_free(net.gateway, &taken, last.and_then(|l| l.parse().ok())).ok_or_else(|| Error::AddressUnavailable {
+                    network: net.name.clone(),
+                    reason: format!("no free address left in {}", net.subnet),
+                })?
             }
         };
         let ep = Endpoint { network: net.name.clone(), container: container.to_string(), ip, ifname, host_ifname: host_ifname.to_string() };
@@ -322,7 +357,15 @@ impl State {
         );
         match r {
             Err(e) if is_constraint(&e) => {
-                let reason = if tx.query_row("SELECT 1 FROM net_endpoints WHERE network = ?1 AND container = ?2", params![net.name, container], |_| Ok(())).optional()?.is_some() {
+                let reason = if tx
+                    .query_row(
+                        "SELECT 1 FROM net_endpoints WHERE network = ?1 AND container = ?2",
+                        params![net.name, container],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some()
+                {
                     "the container is already connected".to_string()
                 } else {
                     format!("{ip} is already in use")
@@ -342,7 +385,10 @@ impl State {
             );
             match r {
                 Err(e) if is_constraint(&e) => {
-                    return Err(Error::PortInUse(format!("{}:{}/{}", p.host_ip, p.host_port, p.protocol.as_str()), " (published by another berth container)".into()))
+                    return Err(Error::PortInUse(
+                        format!("{}:{}/{}", p.host_ip, p.host_port, p.protocol.as_str()),
+                        " (published by another berth container)".into(),
+                    ))
                 }
                 r => r?,
             };
@@ -383,7 +429,9 @@ impl State {
     /// Set (or with None forget) a value of berth-net's own bookkeeping.
     pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<()> {
         match value {
-            Some(v) => self.conn.execute("INSERT INTO net_meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", params![key, v])?,
+            Some(v) => self
+                .conn
+                .execute("INSERT INTO net_meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", params![key, v])?,
             None => self.conn.execute("DELETE FROM net_meta WHERE key = ?1", params![key])?,
         };
         Ok(())
@@ -419,7 +467,9 @@ impl State {
 
     /// Published ports (of one container, or all).
     pub fn ports(&self, container: Option<&str>) -> Result<Vec<PortRecord>> {
-        let mut stmt = self.conn.prepare(&format!("SELECT {PORT_COLS} FROM net_ports WHERE ?1 IS NULL OR container = ?1 ORDER BY container_port, protocol"))?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {PORT_COLS} FROM net_ports WHERE ?1 IS NULL OR container = ?1 ORDER BY container_port, protocol"))?;
         let rows = stmt.query_map(params![container], port_row)?.collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -431,7 +481,17 @@ mod tests {
 
     fn net(name: &str, bridge: &str, subnet: &str) -> NetworkRecord {
         let subnet: Subnet = subnet.parse().unwrap();
-        NetworkRecord { name: name.into(), id: format!("{name:0>64}"), driver: "bridge".into(), bridge: bridge.into(), subnet, gateway: subnet.first_host(), internal: false, mtu: 1500, created: String::new() }
+        NetworkRecord {
+            name: name.into(),
+            id: format!("{name:0>64}"),
+            driver: "bridge".into(),
+            bridge: bridge.into(),
+            subnet,
+            gateway: subnet.first_host(),
+            internal: false,
+            mtu: 1500,
+            created: String::new(),
+        }
     }
 
     #[test]

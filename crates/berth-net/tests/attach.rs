@@ -48,7 +48,13 @@ struct Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if let Ok(mut n) = Networks::open(self.dir.path()) {
-            let ids: Vec<String> = n.list().unwrap_or_default().iter().flat_map(|net| n.inspect(&net.name).map(|(_, e)| e).unwrap_or_default()).map(|e| e.container).collect();
+            let ids: Vec<String> = n
+                .list()
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|net| n.inspect(&net.name).map(|(_, e)| e).unwrap_or_default())
+                .map(|e| e.container)
+                .collect();
             for id in ids {
                 let _ = n.detach(&id, None, false);
             }
@@ -97,7 +103,12 @@ fn attached_namespaces_reach_each_other_and_a_published_port_from_loopback_then_
     let s = Scratch { dir: tempfile::tempdir().unwrap(), bridge: format!("bnt{n}a{}", std::process::id() % 1000) };
     let mut nets = Networks::open(s.dir.path()).unwrap();
     let net = nets
-        .create(&NetworkSpec { name: "t1".into(), subnet: Some(format!("10.{n}.7.0/24").parse().unwrap()), bridge: Some(s.bridge.clone()), ..Default::default() })
+        .create(&NetworkSpec {
+            name: "t1".into(),
+            subnet: Some(format!("10.{n}.7.0/24").parse().unwrap()),
+            bridge: Some(s.bridge.clone()),
+            ..Default::default()
+        })
         .unwrap();
     let (a, b) = (Netns::new(), Netns::new());
     let (ha, hb) = (s.dir.path().join("hosts-a"), s.dir.path().join("hosts-b"));
@@ -144,8 +155,17 @@ fn attached_namespaces_reach_each_other_and_a_published_port_from_loopback_then_
     assert_eq!(nets.detach(&at_b.endpoint.container, None, false).unwrap(), vec![s.bridge.clone()]);
     assert!(nets.detach(&at_b.endpoint.container, None, false).unwrap().is_empty());
     assert_eq!(nets.reap_idle_bridges(Duration::ZERO).unwrap(), (vec![s.bridge.clone()], vec![]));
-    assert!(Command::new("ip").args(["link", "show", &s.bridge]).stderr(Stdio::null()).output().unwrap().stdout.is_empty(), "the bridge outlived its containers");
-    assert!(Command::new("ip").args(["link", "show", &at_a.endpoint.host_ifname]).stderr(Stdio::null()).output().unwrap().stdout.is_empty());
+    assert!(
+        Command::new("ip").args(["link", "show", &s.bridge]).stderr(Stdio::null()).output().unwrap().stdout.is_empty(),
+        "the bridge outlived its containers"
+    );
+    assert!(Command::new("ip")
+        .args(["link", "show", &at_a.endpoint.host_ifname])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap()
+        .stdout
+        .is_empty());
     assert!(nets.endpoints_of(&at_a.endpoint.container).unwrap().is_empty());
     assert!(!nft_has(&berth_net::nft::table_for(s.dir.path())), "the nftables table outlived the containers");
 }
@@ -155,7 +175,13 @@ fn a_gone_container_is_released_by_reconcile() {
     let n = octet(2);
     let s = Scratch { dir: tempfile::tempdir().unwrap(), bridge: format!("bnt{n}b{}", std::process::id() % 1000) };
     let mut nets = Networks::open(s.dir.path()).unwrap();
-    nets.create(&NetworkSpec { name: "t2".into(), subnet: Some(format!("10.{n}.8.0/24").parse().unwrap()), bridge: Some(s.bridge.clone()), ..Default::default() }).unwrap();
+    nets.create(&NetworkSpec {
+        name: "t2".into(),
+        subnet: Some(format!("10.{n}.8.0/24").parse().unwrap()),
+        bridge: Some(s.bridge.clone()),
+        ..Default::default()
+    })
+    .unwrap();
     let a = Netns::new();
     let h = s.dir.path().join("hosts");
     std::fs::write(&h, "").unwrap();

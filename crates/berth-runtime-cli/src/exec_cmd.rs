@@ -75,8 +75,7 @@ pub fn exec(runtime: &Runtime, a: &ExecArgs) -> CliResult<ExitCode> {
     let process = match &a.process {
         Some(path) => {
             let text = std::fs::read(path).map_err(|e| format!("read process file {}: {e}", path.display()))?;
-            serde_json::from_slice::<Process>(&text)
-                .map_err(|e| format!("process file {}: {e}", path.display()))?
+            serde_json::from_slice::<Process>(&text).map_err(|e| format!("process file {}: {e}", path.display()))?
         }
         None => process_from_flags(runtime.container_process(&a.id)?, a)?,
     };

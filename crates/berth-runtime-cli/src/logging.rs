@@ -15,8 +15,8 @@ impl Logger {
     /// Set up logging; `--debug` enables tracing's debug output on the same destination.
     pub fn new(file: Option<&Path>, format: &str, debug: bool) -> Self {
         if debug || std::env::var_os("BERTH_LOG").is_some() {
-            let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
+            let filter =
+                tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
             let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
             if format == "json" {
                 let _ = builder.json().try_init();

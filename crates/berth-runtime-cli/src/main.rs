@@ -198,8 +198,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 return Err(format!("File {} exists. Remove it first", path.display()).into());
             }
             let spec = berth_runtime::spec::default_spec(rootless);
-            std::fs::write(&path, serde_json::to_string_pretty(&spec)? + "\n")
-                .map_err(|e| format!("write {}: {e}", path.display()))?;
+            std::fs::write(&path, serde_json::to_string_pretty(&spec)? + "\n").map_err(|e| format!("write {}: {e}", path.display()))?;
         }
         Command::Exec(a) => {
             berth_runtime::exe_seal::ensure_sealed()?;
@@ -240,11 +239,7 @@ fn run_container(
     rootless: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     // In the foreground without --console-socket, a terminal is relayed by this process.
-    let own_console = if !detach && a.console_socket.is_none() {
-        Some(std::os::unix::net::UnixStream::pair()?)
-    } else {
-        None
-    };
+    let own_console = if !detach && a.console_socket.is_none() { Some(std::os::unix::net::UnixStream::pair()?) } else { None };
     let mut opts = create_options(a, rootless);
     opts.own_console = own_console.as_ref().map(|(_, theirs)| std::os::fd::AsRawFd::as_raw_fd(theirs));
     let pid = runtime.create(&a.id, &opts)?;

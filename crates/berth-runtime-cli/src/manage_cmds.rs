@@ -115,10 +115,7 @@ pub fn ps(rt: &Runtime, a: &PsArgs) -> CmdResult {
         return Ok(());
     }
     let args: Vec<&str> = if a.ps_args.is_empty() { vec!["-ef"] } else { a.ps_args.iter().map(String::as_str).collect() };
-    let out = std::process::Command::new("ps")
-        .args(&args)
-        .output()
-        .map_err(|e| format!("run ps: {e}"))?;
+    let out = std::process::Command::new("ps").args(&args).output().map_err(|e| format!("run ps: {e}"))?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
@@ -126,10 +123,7 @@ pub fn ps(rt: &Runtime, a: &PsArgs) -> CmdResult {
     }
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
-    let pid_col = header
-        .split_whitespace()
-        .position(|f| f == "PID")
-        .ok_or("couldn't find PID field in ps output")?;
+    let pid_col = header.split_whitespace().position(|f| f == "PID").ok_or("couldn't find PID field in ps output")?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{header}")?;
     for line in lines.filter(|l| !l.is_empty()) {
@@ -209,9 +203,20 @@ fn bytes(flag: &str, v: &Option<String>) -> Result<Option<i64>, String> {
 impl UpdateArgs {
     fn has_value_flags(&self) -> bool {
         [
-            &self.blkio_weight, &self.cpu_period, &self.cpu_quota, &self.cpu_share, &self.cpu_rt_period,
-            &self.cpu_rt_runtime, &self.cpuset_cpus, &self.cpuset_mems, &self.kernel_memory,
-            &self.kernel_memory_tcp, &self.memory, &self.memory_reservation, &self.memory_swap, &self.pids_limit,
+            &self.blkio_weight,
+            &self.cpu_period,
+            &self.cpu_quota,
+            &self.cpu_share,
+            &self.cpu_rt_period,
+            &self.cpu_rt_runtime,
+            &self.cpuset_cpus,
+            &self.cpuset_mems,
+            &self.kernel_memory,
+            &self.kernel_memory_tcp,
+            &self.memory,
+            &self.memory_reservation,
+            &self.memory_swap,
+            &self.pids_limit,
         ]
         .iter()
         .any(|v| v.is_some())

@@ -185,7 +185,8 @@ fn foreground_run_with_a_terminal_relays_the_pty() {
     let id = s.id("tty");
     let slave = std::fs::File::from(pty.slave);
     let mut child = std::process::Command::new(BIN)
-        .arg("--root").arg(&s.root)
+        .arg("--root")
+        .arg(&s.root)
         .args(["run", "--bundle", b.p(), &id])
         .stdin(slave.try_clone().unwrap())
         .stdout(slave.try_clone().unwrap())
@@ -198,7 +199,9 @@ fn foreground_run_with_a_terminal_relays_the_pty() {
     let mut buf = [0u8; 4096];
     // The slave is closed now; read what is buffered until EIO.
     while let Ok(n) = master.read(&mut buf) {
-        if n == 0 { break; }
+        if n == 0 {
+            break;
+        }
         out.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&out);

@@ -16,8 +16,13 @@ fn running(s: &Scratch, name: &str) -> (String, i64) {
 fn exec_sees_the_same_namespaces_and_cgroup_as_init() {
     let s = Scratch::new("exec-ns");
     let (id, pid) = running(&s, "c");
-    let out = ok(&s.rt(&["exec", &id, "sh", "-c",
-        "for n in mnt pid net ipc uts cgroup; do readlink /proc/self/ns/$n; done; cat /proc/self/cgroup | grep memory"]));
+    let out = ok(&s.rt(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "for n in mnt pid net ipc uts cgroup; do readlink /proc/self/ns/$n; done; cat /proc/self/cgroup | grep memory",
+    ]));
     let lines: Vec<&str> = out.lines().collect();
     for (i, n) in ["mnt", "pid", "net", "ipc", "uts", "cgroup"].iter().enumerate() {
         let init = std::fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap();
@@ -44,8 +49,21 @@ fn exec_returns_the_process_exit_code() {
 fn exec_applies_env_cwd_user_and_caps_flags() {
     let s = Scratch::new("exec-flags");
     let (id, _) = running(&s, "c");
-    let out = ok(&s.rt(&["exec", "--env", "FOO=bar", "--cwd", "/tmp", "--user", "1000:1000",
-        "--additional-gids", "65534", &id, "sh", "-c", "echo $FOO; pwd; id -u; id -g; id -G; grep CapEff /proc/self/status"]));
+    let out = ok(&s.rt(&[
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "1000:1000",
+        "--additional-gids",
+        "65534",
+        &id,
+        "sh",
+        "-c",
+        "echo $FOO; pwd; id -u; id -g; id -G; grep CapEff /proc/self/status",
+    ]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(&lines[..4], &["bar", "/tmp", "1000", "1000"], "{out}");
     assert!(lines[4].split_whitespace().any(|g| g == "65534"), "{out}");
@@ -81,7 +99,8 @@ fn exec_with_a_process_file_runs_exactly_that_process() {
     let s = Scratch::new("exec-procfile");
     let (id, _) = running(&s, "c");
     let p = s.dir.join("process.json");
-    std::fs::write(&p, r#"{"args":["sh","-c","echo $ONLY; pwd"],"env":["ONLY=this","PATH=/bin"],"cwd":"/etc","user":{"uid":0,"gid":0}}"#).unwrap();
+    std::fs::write(&p, r#"{"args":["sh","-c","echo $ONLY; pwd"],"env":["ONLY=this","PATH=/bin"],"cwd":"/etc","user":{"uid":0,"gid":0}}"#)
+        .unwrap();
     let out = ok(&s.rt(&["exec", "--process", p.to_str().unwrap(), &id]));
     assert_eq!(out, "this\n/etc\n");
 }
@@ -117,12 +136,15 @@ fn exec_with_a_tty_sends_a_pty_to_the_console_socket() {
         // Read until the slave side closes (EIO). Closing the master earlier would hang up
         // the process (SIGHUP) before it exits.
         while let Ok(n) = f.read(&mut buf) {
-            if n == 0 { break; }
+            if n == 0 {
+                break;
+            }
             out.extend_from_slice(&buf[..n]);
         }
         (name, String::from_utf8_lossy(&out).into_owned())
     });
-    let out = s.rt(&["exec", "--tty", "--console-socket", sock.to_str().unwrap(), &id, "sh", "-c", "tty; test -t 0 && echo isatty; echo END"]);
+    let out =
+        s.rt(&["exec", "--tty", "--console-socket", sock.to_str().unwrap(), &id, "sh", "-c", "tty; test -t 0 && echo isatty; echo END"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (name, text) = t.join().unwrap();
     assert!(text.contains(&name), "tty printed {text:?}, pty sent was {name}");

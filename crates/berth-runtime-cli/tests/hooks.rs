@@ -27,9 +27,7 @@ fn gone_or_zombie(pid: i64) -> bool {
 /// A hook that appends `=== name <mnt ns>` and its stdin to `log`, in one write so that a
 /// reader polling the log never sees half an entry.
 fn logging_hook(name: &str, log: &str) -> Value {
-    let script = format!(
-        "stdin=$(cat); printf '=== %s %s\\n%s\\n' {name} \"$(readlink /proc/self/ns/mnt)\" \"$stdin\" >> {log}"
-    );
+    let script = format!("stdin=$(cat); printf '=== %s %s\\n%s\\n' {name} \"$(readlink /proc/self/ns/mnt)\" \"$stdin\" >> {log}");
     json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": ["PATH=/bin:/usr/bin"]})
 }
 
@@ -47,8 +45,7 @@ fn read_log(path: &Path) -> Vec<Entry> {
         .map(|chunk| {
             let (head, body) = chunk.split_once('\n').unwrap();
             let (name, ns) = head.split_once(' ').unwrap();
-            let state = serde_json::from_str(body.trim())
-                .unwrap_or_else(|e| panic!("{name}: stdin is not JSON ({e}): {body:?}"));
+            let state = serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{name}: stdin is not JSON ({e}): {body:?}"));
             Entry { name: name.to_string(), mnt_ns: ns.to_string(), state }
         })
         .collect()
@@ -134,10 +131,7 @@ fn poststart_runs_only_after_the_process_was_started() {
     let pid = s.state(&id)["pid"].as_i64().unwrap();
     ok(&s.rt(&["start", &id]));
     // The spec: poststart is called after the process is executed, before start returns.
-    assert_eq!(
-        names(&read_log(&host_log)),
-        ["prestart", "createRuntime", "createContainer", "startContainer", "poststart"]
-    );
+    assert_eq!(names(&read_log(&host_log)), ["prestart", "createRuntime", "createContainer", "startContainer", "poststart"]);
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_eq!(comm.trim(), "sleep", "start returned before the process was executed");
 }
@@ -220,9 +214,7 @@ fn a_hook_timeout_is_enforced() {
     let id = s.id("c");
     // An argument no other process has, to find a surviving hook.
     let marker = format!("{}.{}", 600 + std::process::id() % 100, std::process::id());
-    b.edit(|c| {
-        c["hooks"] = json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", marker], "timeout": 1}]})
-    });
+    b.edit(|c| c["hooks"] = json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", marker], "timeout": 1}]}));
     let started = Instant::now();
     let out = s.rt(&["create", "--bundle", b.p(), &id]);
     let took = started.elapsed();

@@ -224,6 +224,8 @@ fn unmounted_v1_controller() -> Option<String> {
         .filter_map(|l| l.split(':').nth(1))
         .filter(|c| !c.is_empty() && !c.starts_with("name="))
         .flat_map(|c| c.split(','))
-        .find(|ctrl| !mounts.lines().any(|m| m.contains(" - cgroup ") && m.rsplit(' ').next().is_some_and(|o| o.split(',').any(|x| x == *ctrl))))
+        .find(|ctrl| {
+            !mounts.lines().any(|m| m.contains(" - cgroup ") && m.rsplit(' ').next().is_some_and(|o| o.split(',').any(|x| x == *ctrl)))
+        })
         .map(String::from)
 }

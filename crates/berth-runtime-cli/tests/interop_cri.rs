@@ -76,9 +76,13 @@ impl Cri {
             return None;
         }
         if network == PodNetwork::Bridge {
-            let missing: Vec<&str> = ["bridge", "host-local", "loopback"].into_iter().filter(|p| !Path::new(CNI_BIN).join(p).is_file()).collect();
+            let missing: Vec<&str> =
+                ["bridge", "host-local", "loopback"].into_iter().filter(|p| !Path::new(CNI_BIN).join(p).is_file()).collect();
             if !missing.is_empty() {
-                eprintln!("SKIP {test}: CNI plugins {} not in {CNI_BIN} (package containernetworking-plugins; scripts/setup installs it)", missing.join(", "));
+                eprintln!(
+                    "SKIP {test}: CNI plugins {} not in {CNI_BIN} (package containernetworking-plugins; scripts/setup installs it)",
+                    missing.join(", ")
+                );
                 return None;
             }
         }
@@ -237,11 +241,7 @@ impl Cri {
     }
 
     fn create_container(&mut self, pod: &str, pod_config: &PodSandboxConfig, config: ContainerConfig) -> String {
-        let req = CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config),
-            sandbox_config: Some(pod_config.clone()),
-        };
+        let req = CreateContainerRequest { pod_sandbox_id: pod.into(), config: Some(config), sandbox_config: Some(pod_config.clone()) };
         let r = self.rt.block_on(self.runtime.create_container(req));
         self.expect(r, "CreateContainer").container_id
     }
@@ -516,9 +516,12 @@ fn cri_pod_sandbox_and_container_run_under_berth_runtime() {
     assert!(c.berth_state(&pod).is_none(), "berth-runtime still knows the removed sandbox {pod}");
     let pods = c.rt.block_on(c.runtime.list_pod_sandbox(ListPodSandboxRequest::default()));
     assert!(c.expect(pods, "ListPodSandbox").items.is_empty());
-    let left: Vec<String> = std::fs::read_dir(c.berth_root()).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    let left: Vec<String> = std::fs::read_dir(c.berth_root())
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
     assert!(left.iter().all(|n| n.starts_with('.')), "berth-runtime state left: {left:?}");
-    let rootfs_mounts: Vec<String> = interop::mounts_under(&c.scratch.dir).into_iter().filter(|m| m.contains(&id) || m.contains(&pod)).collect();
+    let rootfs_mounts: Vec<String> =
+        interop::mounts_under(&c.scratch.dir).into_iter().filter(|m| m.contains(&id) || m.contains(&pod)).collect();
     assert!(rootfs_mounts.is_empty(), "mounts of the pod left: {rootfs_mounts:?}");
 }
 
@@ -540,8 +543,15 @@ fn cri_pod_network_namespace_from_cni_is_joined_by_its_container() {
     // config it was given names the namespace by path (under containerd's state dir).
     let pause = c.berth_state(&pod).expect("berth-runtime state of the sandbox");
     let pause_pid = pause["pid"].as_i64().unwrap();
-    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(PathBuf::from(pause["bundle"].as_str().unwrap()).join("config.json")).unwrap()).unwrap();
-    let netns_path = spec["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network").and_then(|n| n["path"].as_str()).map(PathBuf::from);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(PathBuf::from(pause["bundle"].as_str().unwrap()).join("config.json")).unwrap()).unwrap();
+    let netns_path = spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["type"] == "network")
+        .and_then(|n| n["path"].as_str())
+        .map(PathBuf::from);
     let netns_path = netns_path.unwrap_or_else(|| panic!("the sandbox's spec joins no network namespace: {}", spec["linux"]["namespaces"]));
     assert!(netns_path.starts_with(&c.scratch.dir), "netns {} outside containerd's state dir", netns_path.display());
     assert_ne!(netns_of(pause_pid), netns_of(std::process::id() as i64), "the pause container is in the host's netns");
@@ -554,7 +564,11 @@ fn cri_pod_network_namespace_from_cni_is_joined_by_its_container() {
     assert_eq!(netns_of(state["pid"].as_i64().unwrap()), netns_of(pause_pid), "container and pause in different netns");
     let r = c.exec_sync(&id, &["ip", "-o", "-4", "addr", "show", "eth0"]);
     let addr = String::from_utf8_lossy(&r.stdout).into_owned();
-    assert!(addr.contains(&format!("inet {ip}/24")), "eth0 in the container: {addr:?} (pod ip {ip}) {}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        addr.contains(&format!("inet {ip}/24")),
+        "eth0 in the container: {addr:?} (pod ip {ip}) {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
     let r = c.exec_sync(&id, &["cat", "/proc/net/dev"]);
     assert!(String::from_utf8_lossy(&r.stdout).contains("lo:"), "no loopback in the pod's netns");
 

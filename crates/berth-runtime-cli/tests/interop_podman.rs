@@ -240,7 +240,12 @@ fn podman_exit_status_and_missing_command_match_runc() {
     let berth = &results[0];
     assert_eq!((berth.1, berth.2.as_str(), berth.3, berth.4, berth.5), (Some(7), "out\n", Some(127), true, Some(126)), "{berth:?}");
     for other in &results[1..] {
-        assert_eq!((&berth.1, &berth.2, &berth.3, &berth.4, &berth.5), (&other.1, &other.2, &other.3, &other.4, &other.5), "berth vs {}", other.0);
+        assert_eq!(
+            (&berth.1, &berth.2, &berth.3, &berth.4, &berth.5),
+            (&other.1, &other.2, &other.3, &other.4, &other.5),
+            "berth vs {}",
+            other.0
+        );
     }
     p.runtime = BIN.to_string();
 }

@@ -199,7 +199,8 @@ fn a_create_killed_midway_is_cleaned_by_delete_force_and_the_id_is_reusable() {
         c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "3"]}]});
     });
     let id = s.id("killed");
-    let mut child = s.rt_cmd(&["create", "--bundle", b.p(), &id])
+    let mut child = s
+        .rt_cmd(&["create", "--bundle", b.p(), &id])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -215,6 +216,8 @@ fn a_create_killed_midway_is_cleaned_by_delete_force_and_the_id_is_reusable() {
     assert!(!std::path::Path::new(&cg).exists(), "cgroup left");
     // The id can be used again.
     let mut b2 = s.bundle("b2", &["true"]);
-    b2.edit(|c| { c["hooks"] = serde_json::Value::Null; });
+    b2.edit(|c| {
+        c["hooks"] = serde_json::Value::Null;
+    });
     ok(&s.rt(&["run", "--bundle", b2.p(), &id]));
 }

@@ -15,10 +15,7 @@ use serde_json::json;
 const PRINT_NS: &str = "for n in pid net ipc uts mnt cgroup user time; do echo $n=$(readlink /proc/self/ns/$n); done";
 
 fn parse_ns(out: &str) -> BTreeMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    out.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn host_ns(kind: &str) -> String {
@@ -111,10 +108,8 @@ fn joining_a_network_namespace_by_path_enters_that_namespace() {
     let s = Scratch::new("ns-join-path");
     let netns = NetNs::new("join-path");
     // A veth pair only that namespace has.
-    let st = Command::new("ip")
-        .args(["-n", &netns.name, "link", "add", "berthv0", "type", "veth", "peer", "name", "berthv1"])
-        .status()
-        .unwrap();
+    let st =
+        Command::new("ip").args(["-n", &netns.name, "link", "add", "berthv0", "type", "veth", "peer", "name", "berthv1"]).status().unwrap();
     assert!(st.success());
     let mut b = s.bundle("b", &["sh", "-c", "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort"]);
     let path = netns.path();
@@ -162,10 +157,7 @@ fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) {
 #[test]
 fn a_user_namespace_maps_container_root_to_the_configured_host_ids() {
     let s = Scratch::new("ns-user");
-    let mut b = s.bundle(
-        "b",
-        &["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; touch /tmp/made-inside"],
-    );
+    let mut b = s.bundle("b", &["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; touch /tmp/made-inside"]);
     b.edit(|c| {
         c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);

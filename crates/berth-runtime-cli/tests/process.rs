@@ -14,10 +14,7 @@ use serde_json::json;
 fn status_of(s: &Scratch, b: &mut BundleDir, name: &str) -> BTreeMap<String, String> {
     b.edit(|c| c["process"]["args"] = json!(["cat", "/proc/self/status"]));
     let out = ok(&s.run(b, name));
-    out.lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
+    out.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect()
 }
 
 /// A capability mask from bit numbers, in /proc's 16-hex-digit format.
@@ -145,9 +142,7 @@ fn rlimits_set_the_soft_and_hard_limits() {
     let out = ok(&s.run(&b, "c"));
     let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(lines[0], ["1234"], "{out}");
-    let limit = |name: &str| {
-        lines.iter().find(|l| l.join(" ").starts_with(name)).unwrap_or_else(|| panic!("{name} in {out}")).clone()
-    };
+    let limit = |name: &str| lines.iter().find(|l| l.join(" ").starts_with(name)).unwrap_or_else(|| panic!("{name} in {out}")).clone();
     assert_eq!(limit("Max open files")[3..5], ["1234", "5678"]);
     assert_eq!(limit("Max processes")[2..4], ["300", "400"]);
 }
@@ -261,14 +256,7 @@ fn preserve_fds_passes_fd_3_and_closes_every_other_fd() {
     std::fs::write(&secret, "through fd 3\n").unwrap();
     let b = s.bundle("b", &["sh", "-c", "cat <&3; ls -l /proc/self/fd"]);
     let id = s.id("c");
-    let out = host_sh(
-        &s,
-        &format!(
-            "exec 3<{f} 4<{f} 5<{f}; $RT run --preserve-fds 1 --bundle {b} {id}",
-            f = secret.display(),
-            b = b.p()
-        ),
-    );
+    let out = host_sh(&s, &format!("exec 3<{f} 4<{f} 5<{f}; $RT run --preserve-fds 1 --bundle {b} {id}", f = secret.display(), b = b.p()));
     let text = ok(&out);
     let (first, listing) = text.split_once('\n').unwrap();
     assert_eq!(first, "through fd 3");

@@ -279,8 +279,22 @@ fn update_changes_the_limits_of_a_running_container() {
     ok(&s.rt(&["update", "--memory", "64m", &id]));
     assert_eq!(cg_read("memory", &id, "memory.limit_in_bytes"), (64 * MIB).to_string());
     ok(&s.rt(&[
-        "update", "--memory-swap", "128M", "--memory-reservation", "16m", "--cpu-share", "256", "--cpu-period",
-        "100000", "--cpu-quota", "30000", "--cpuset-cpus", "0", "--pids-limit", "20", &id,
+        "update",
+        "--memory-swap",
+        "128M",
+        "--memory-reservation",
+        "16m",
+        "--cpu-share",
+        "256",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        "30000",
+        "--cpuset-cpus",
+        "0",
+        "--pids-limit",
+        "20",
+        &id,
     ]));
     assert_eq!(cg_read("memory", &id, "memory.memsw.limit_in_bytes"), (128 * MIB).to_string());
     assert_eq!(cg_read("memory", &id, "memory.soft_limit_in_bytes"), (16 * MIB).to_string());
@@ -407,13 +421,9 @@ fn operations_on_a_stopped_container_are_refused() {
 fn operations_on_an_unknown_id_say_it_does_not_exist() {
     let s = Scratch::new("ghost");
     let id = s.id("ghost");
-    for args in [
-        vec!["pause", &id],
-        vec!["resume", &id],
-        vec!["ps", &id],
-        vec!["events", "--stats", &id],
-        vec!["update", "--memory", "1g", &id],
-    ] {
+    for args in
+        [vec!["pause", &id], vec!["resume", &id], vec!["ps", &id], vec!["events", "--stats", &id], vec!["update", "--memory", "1g", &id]]
+    {
         fails_with(&s.rt(&args), &format!("container \"{id}\" does not exist"));
     }
 }

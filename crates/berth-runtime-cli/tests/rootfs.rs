@@ -85,10 +85,7 @@ fn default_mounts_carry_their_configured_options() {
     let cg = mount_at(&t, "/sys/fs/cgroup");
     assert!(cg.has("ro"), "{cg:?}");
     let under: Vec<_> = t.iter().filter(|m| m.mount_point.starts_with("/sys/fs/cgroup/")).collect();
-    assert!(
-        std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() || !under.is_empty(),
-        "no cgroup hierarchy mounted: {t:#?}"
-    );
+    assert!(std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() || !under.is_empty(), "no cgroup hierarchy mounted: {t:#?}");
     for m in under {
         assert!(m.has("ro"), "{m:?}");
         assert!(m.fstype.starts_with("cgroup"), "{m:?}");
@@ -215,7 +212,8 @@ fn tmpfs_gets_its_size_and_mode() {
 #[test]
 fn tmpcopyup_copies_the_image_content_into_the_tmpfs() {
     let s = Scratch::new("copyup");
-    let mut b = s.bundle("b", &["sh", "-c", "cat /data/f /data/d/g; readlink /data/l; echo changed > /data/f; grep ' /data ' /proc/self/mountinfo"]);
+    let mut b = s
+        .bundle("b", &["sh", "-c", "cat /data/f /data/d/g; readlink /data/l; echo changed > /data/f; grep ' /data ' /proc/self/mountinfo"]);
     let data = b.rootfs().join("data");
     std::fs::create_dir_all(data.join("d")).unwrap();
     std::fs::write(data.join("f"), "image\n").unwrap();
@@ -300,7 +298,15 @@ fn a_masked_file_reads_empty_and_a_masked_directory_is_an_empty_tmpfs() {
 fn default_masked_proc_files_read_empty() {
     let s = Scratch::new("masked-proc");
     // /proc/kcore is not built into every kernel; /proc/keys and /proc/timer_list usually are.
-    let out = run_ok(&s, &["sh", "-c", "for f in /proc/kcore /proc/keys /proc/timer_list; do [ -e $f ] && echo $f $(stat -c '%t:%T' $f) $(wc -c < $f); done"], |_| {});
+    let out = run_ok(
+        &s,
+        &[
+            "sh",
+            "-c",
+            "for f in /proc/kcore /proc/keys /proc/timer_list; do [ -e $f ] && echo $f $(stat -c '%t:%T' $f) $(wc -c < $f); done",
+        ],
+        |_| {},
+    );
     assert!(!out.is_empty(), "none of the masked /proc files exists here");
     for line in out.lines() {
         assert!(line.ends_with(" 1:3 0"), "not masked by /dev/null: {line}");

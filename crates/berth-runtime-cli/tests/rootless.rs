@@ -38,10 +38,8 @@ fn test_user() -> TestUser {
         assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) }, 0);
         let id = |flag: &str| Command::new("id").args([flag, USER]).output().unwrap();
         if !id("-u").status.success() {
-            let out = Command::new("useradd")
-                .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER])
-                .output()
-                .unwrap();
+            let out =
+                Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER]).output().unwrap();
             assert!(out.status.success(), "useradd {USER}: {}", String::from_utf8_lossy(&out.stderr));
         }
         for file in ["/etc/subuid", "/etc/subgid"] {
@@ -150,10 +148,7 @@ impl Drop for Rootless {
 
 /// The `uid_map` lines as number triples.
 fn map_lines(text: &str) -> Vec<Vec<u64>> {
-    text.lines()
-        .map(|l| l.split_whitespace().map(|f| f.parse().unwrap()).collect::<Vec<u64>>())
-        .filter(|f| f.len() == 3)
-        .collect()
+    text.lines().map(|l| l.split_whitespace().map(|f| f.parse().unwrap()).collect::<Vec<u64>>()).filter(|f| f.len() == 3).collect()
 }
 
 /// Whether `pid` exists and is not a zombie (a detached init is reparented to a process
@@ -320,14 +315,8 @@ fn a_config_without_a_user_namespace_is_refused_for_a_non_root_user() {
 #[test]
 fn without_xdg_runtime_dir_a_non_root_user_is_told_to_give_root() {
     let user = test_user();
-    let out = Command::new(BIN)
-        .args(["list"])
-        .env_remove("XDG_RUNTIME_DIR")
-        .uid(user.uid)
-        .gid(user.gid)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out =
+        Command::new(BIN).args(["list"]).env_remove("XDG_RUNTIME_DIR").uid(user.uid).gid(user.gid).stdin(Stdio::null()).output().unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("XDG_RUNTIME_DIR is not set"), "{}", stderr(&out));
 }

@@ -154,7 +154,9 @@ fn cve_2023_27561_a_proc_symlink_in_the_rootfs_is_refused() {
         let b = s.bundle("b", &["true"]);
         std::fs::remove_dir(b.rootfs().join("proc")).unwrap();
         std::os::unix::fs::symlink(target, b.rootfs().join("proc")).unwrap();
-        let tmp_mounts = || parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap()).iter().filter(|m| m.mount_point == "/tmp").count();
+        let tmp_mounts = || {
+            parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap()).iter().filter(|m| m.mount_point == "/tmp").count()
+        };
         let before = tmp_mounts();
         let id = s.id("c");
         let out = s.rt(&["create", "--bundle", b.p(), &id]);

@@ -100,8 +100,7 @@ impl ContainerCgroup {
             self.parents_guard = parents_lock(false);
         }
         if let Some(dir) = self.manager.paths().remove("") {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::Io { context: format!("create cgroup {}", dir.display()), source: e })?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::Io { context: format!("create cgroup {}", dir.display()), source: e })?;
         }
         Ok(())
     }
@@ -196,8 +195,7 @@ impl ContainerCgroup {
         if self.manager.paths().is_empty() {
             return Ok(false);
         }
-        let sig = berth_cgroups::Signal::try_from(signal)
-            .map_err(|_| Error::InvalidConfig(format!("invalid signal {signal}")))?;
+        let sig = berth_cgroups::Signal::try_from(signal).map_err(|_| Error::InvalidConfig(format!("invalid signal {signal}")))?;
         self.manager.kill_all(sig)?;
         Ok(true)
     }
@@ -246,15 +244,15 @@ pub fn effective_resources(linux: &oci_spec::runtime::Linux) -> Option<LinuxReso
         rules.extend([
             allow(c, None, None, "m"),
             allow(LinuxDeviceType::B, None, None, "m"),
-            allow(c, Some(1), Some(3), "rwm"),   // null
-            allow(c, Some(1), Some(5), "rwm"),   // zero
-            allow(c, Some(1), Some(7), "rwm"),   // full
-            allow(c, Some(1), Some(8), "rwm"),   // random
-            allow(c, Some(1), Some(9), "rwm"),   // urandom
-            allow(c, Some(5), Some(0), "rwm"),   // tty
-            allow(c, Some(5), Some(1), "rwm"),   // console
-            allow(c, Some(5), Some(2), "rwm"),   // ptmx
-            allow(c, Some(136), None, "rwm"),    // pts
+            allow(c, Some(1), Some(3), "rwm"), // null
+            allow(c, Some(1), Some(5), "rwm"), // zero
+            allow(c, Some(1), Some(7), "rwm"), // full
+            allow(c, Some(1), Some(8), "rwm"), // random
+            allow(c, Some(1), Some(9), "rwm"), // urandom
+            allow(c, Some(5), Some(0), "rwm"), // tty
+            allow(c, Some(5), Some(1), "rwm"), // console
+            allow(c, Some(5), Some(2), "rwm"), // ptmx
+            allow(c, Some(136), None, "rwm"),  // pts
         ]);
         r.set_devices(Some(rules));
     }

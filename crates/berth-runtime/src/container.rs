@@ -132,16 +132,8 @@ impl Runtime {
                 // SAFETY: `dup` is a fresh fd owned by nobody else.
                 Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) })
             }
-            (None, true) => {
-                return Err(Error::InvalidConfig(
-                    "process.terminal is set: --console-socket is required".into(),
-                ))
-            }
-            (Some(_), false) => {
-                return Err(Error::InvalidConfig(
-                    "--console-socket given but process.terminal is false".into(),
-                ))
-            }
+            (None, true) => return Err(Error::InvalidConfig("process.terminal is set: --console-socket is required".into())),
+            (Some(_), false) => return Err(Error::InvalidConfig("--console-socket given but process.terminal is false".into())),
             (None, false) => None,
         };
 
@@ -421,8 +413,7 @@ pub(crate) fn send_seccomp_listener(spec: &Spec, id: &str, pid: i32, bundle: &Pa
         .and_then(|p| p.listener_path().clone())
         .ok_or_else(|| Error::InvalidConfig("seccomp notify needs linux.seccomp.listenerPath".into()))?;
     let metadata = profile.and_then(|p| p.listener_metadata().clone()).unwrap_or_default();
-    let state: serde_json::Value = serde_json::from_slice(&init::hook_state(id, pid, bundle, spec, "creating"))
-        .unwrap_or_default();
+    let state: serde_json::Value = serde_json::from_slice(&init::hook_state(id, pid, bundle, spec, "creating")).unwrap_or_default();
     let payload = crate::seccomp::container_process_state(pid, &metadata, state);
     crate::seccomp::send_to_listener(&path, &metadata, fd.as_fd(), &payload)
 }

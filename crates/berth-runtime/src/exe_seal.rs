@@ -74,9 +74,7 @@ pub fn ensure_sealed() -> Result<()> {
         return Ok(());
     }
     if std::env::var_os(SEALED_ENV).is_some() {
-        return Err(Error::Init(
-            "re-executed from a sealed copy but /proc/self/exe is not on a read-only overlay".into(),
-        ));
+        return Err(Error::Init("re-executed from a sealed copy but /proc/self/exe is not on a read-only overlay".into()));
     }
     let exe = std::fs::read_link("/proc/self/exe").context("read /proc/self/exe")?;
     let dir = exe.parent().ok_or_else(|| Error::Init("binary has no parent directory".into()))?;
@@ -99,9 +97,7 @@ pub fn ensure_sealed() -> Result<()> {
         }
     };
     std::env::set_var(SEALED_ENV, "1");
-    let args: Vec<CString> = std::env::args_os()
-        .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
-        .collect();
+    let args: Vec<CString> = std::env::args_os().map(|a| CString::new(a.as_bytes()).unwrap_or_default()).collect();
     let env: Vec<CString> = std::env::vars_os()
         .map(|(k, v)| {
             let mut b = k.as_bytes().to_vec();
@@ -116,16 +112,7 @@ pub fn ensure_sealed() -> Result<()> {
     envp.push(std::ptr::null());
     let empty = CString::default();
     // SAFETY: argv/envp are NUL-terminated arrays of valid C strings that outlive the call.
-    unsafe {
-        libc::syscall(
-            libc::SYS_execveat,
-            exe_fd.as_raw_fd(),
-            empty.as_ptr(),
-            argv.as_ptr(),
-            envp.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        )
-    };
+    unsafe { libc::syscall(libc::SYS_execveat, exe_fd.as_raw_fd(), empty.as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH) };
     Err(std::io::Error::last_os_error()).context("re-exec from the sealed overlay")
 }
 
@@ -194,8 +181,5 @@ fn sealed_overlay(dir: &std::path::Path) -> Result<OwnedFd> {
     const MOUNT_ATTR_RDONLY: u32 = 1;
     const MOUNT_ATTR_NODEV: u32 = 4;
     // SAFETY: fsmount of a configured fs context fd.
-    sys_fd(
-        unsafe { libc::syscall(libc::SYS_fsmount, ovl.as_raw_fd(), 1, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV) },
-        "fsmount overlay",
-    )
+    sys_fd(unsafe { libc::syscall(libc::SYS_fsmount, ovl.as_raw_fd(), 1, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV) }, "fsmount overlay")
 }

@@ -79,8 +79,7 @@ impl Runtime {
         // user namespace. Without it (rootless), the child joins the container's user
         // namespace first, then its pid namespace, and forks the process that execs (runc's
         // double fork); the intermediate relays signals and the exit status.
-        let two_step =
-            crate::rootless::unprivileged() && plan.joined.iter().any(|j| j.typ == LinuxNamespaceType::User);
+        let two_step = crate::rootless::unprivileged() && plan.joined.iter().any(|j| j.typ == LinuxNamespaceType::User);
         // The container's lock is not held while the process runs.
         drop(dir);
 
@@ -293,4 +292,3 @@ fn relay_and_exit(pid: i32, sync_fd: i32) -> ! {
         }
     }
 }
-

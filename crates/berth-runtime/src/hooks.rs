@@ -83,11 +83,7 @@ pub fn run(phase: HookPhase, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
 }
 
 fn hook_error(phase: HookPhase, hook: &Hook, message: String) -> Error {
-    Error::Hook {
-        phase: phase.name().to_string(),
-        path: hook.path().display().to_string(),
-        message,
-    }
+    Error::Hook { phase: phase.name().to_string(), path: hook.path().display().to_string(), message }
 }
 
 fn command(hook: &Hook) -> Command {
@@ -107,27 +103,19 @@ fn command(hook: &Hook) -> Command {
             }
         }
     }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd
 }
 
 fn run_one(phase: HookPhase, hook: &Hook, state_json: &[u8]) -> Result<()> {
     let timeout = match hook.timeout() {
         Some(t) if t <= 0 => {
-            return Err(hook_error(
-                phase,
-                hook,
-                format!("timeout must be greater than zero, got {t}"),
-            ));
+            return Err(hook_error(phase, hook, format!("timeout must be greater than zero, got {t}")));
         }
         Some(t) => Some(Duration::from_secs(t as u64)),
         None => None,
     };
-    let mut child = command(hook)
-        .spawn()
-        .map_err(|e| hook_error(phase, hook, format!("cannot start: {e}")))?;
+    let mut child = command(hook).spawn().map_err(|e| hook_error(phase, hook, format!("cannot start: {e}")))?;
     let outcome = supervise(&mut child, state_json, timeout);
     let (status, out) = match outcome {
         Ok(v) => v,
@@ -138,15 +126,7 @@ fn run_one(phase: HookPhase, hook: &Hook, state_json: &[u8]) -> Result<()> {
         }
     };
     let Some(status) = status else {
-        return Err(hook_error(
-            phase,
-            hook,
-            format!(
-                "timed out after {} s{}",
-                timeout.map_or(0, |t| t.as_secs()),
-                out.describe()
-            ),
-        ));
+        return Err(hook_error(phase, hook, format!("timed out after {} s{}", timeout.map_or(0, |t| t.as_secs()), out.describe())));
     };
     if status.success() {
         return Ok(());
@@ -201,22 +181,13 @@ fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
 
 /// Feed stdin, collect output and wait, killing the hook at `timeout`. Returns `None` as
 /// the status when it was killed for the timeout.
-fn supervise(
-    child: &mut Child,
-    input: &[u8],
-    timeout: Option<Duration>,
-) -> std::result::Result<(Option<ExitStatus>, Output), String> {
+fn supervise(child: &mut Child, input: &[u8], timeout: Option<Duration>) -> std::result::Result<(Option<ExitStatus>, Output), String> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut stdin = child.stdin.take();
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
-    for fd in [
-        stdin.as_ref().map(|f| f.as_fd()),
-        stdout.as_ref().map(|f| f.as_fd()),
-        stderr.as_ref().map(|f| f.as_fd()),
-    ]
-    .into_iter()
-    .flatten()
+    for fd in
+        [stdin.as_ref().map(|f| f.as_fd()), stdout.as_ref().map(|f| f.as_fd()), stderr.as_ref().map(|f| f.as_fd())].into_iter().flatten()
     {
         set_nonblocking(fd).map_err(|e| format!("set a hook pipe non-blocking: {e}"))?;
     }
@@ -243,9 +214,7 @@ fn supervise(
         }
         // Short ticks: the exit of the hook itself does not wake poll when a grandchild
         // keeps its pipes open.
-        let tick = deadline.map_or(Duration::from_millis(50), |d| {
-            (d - now).min(Duration::from_millis(50))
-        });
+        let tick = deadline.map_or(Duration::from_millis(50), |d| (d - now).min(Duration::from_millis(50)));
         let mut fds = Vec::with_capacity(3);
         if let Some(f) = &stdin {
             fds.push(PollFd::new(f.as_fd(), PollFlags::POLLOUT));
@@ -269,9 +238,7 @@ fn supervise(
         if let Some(f) = stdin.as_mut() {
             match f.write(&input[written..]) {
                 Ok(n) => written += n,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {}
                 // A hook may exit or close stdin without reading the state (EPIPE): not an error.
                 Err(_) => written = input.len(),
             }
@@ -296,12 +263,7 @@ fn read_some<R: Read>(pipe: &mut Option<R>, into: &mut Vec<u8>, buf: &mut [u8]) 
             keep_tail(into, &buf[..n]);
             true
         }
-        Err(e)
-            if e.kind() == std::io::ErrorKind::WouldBlock
-                || e.kind() == std::io::ErrorKind::Interrupted =>
-        {
-            false
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => false,
         Err(_) => {
             *pipe = None;
             false
@@ -326,12 +288,7 @@ mod tests {
         path
     }
 
-    fn hook(
-        path: &Path,
-        args: Option<Vec<&str>>,
-        env: Option<Vec<&str>>,
-        timeout: Option<i64>,
-    ) -> Hook {
+    fn hook(path: &Path, args: Option<Vec<&str>>, env: Option<Vec<&str>>, timeout: Option<i64>) -> Hook {
         let mut v = serde_json::json!({"path": path});
         if let Some(a) = args {
             v["args"] = serde_json::json!(a);
@@ -355,29 +312,16 @@ mod tests {
             dir = d.path().display()
         );
         let s = script(d.path(), "h.sh", &body);
-        let hooks = vec![
-            hook(
-                &s,
-                Some(vec!["first", "a"]),
-                Some(vec!["MARK=1", "X=y=z"]),
-                Some(5),
-            ),
-            hook(&s, None, Some(vec!["MARK=2"]), None),
-        ];
+        let hooks =
+            vec![hook(&s, Some(vec!["first", "a"]), Some(vec!["MARK=1", "X=y=z"]), Some(5)), hook(&s, None, Some(vec!["MARK=2"]), None)];
         run(HookPhase::CreateRuntime, &hooks, br#"{"id":"c1"}"#).unwrap();
         let logged = std::fs::read_to_string(&log).unwrap();
         // For a script the kernel replaces argv[0] with the script path; argv[1..] stay.
         assert_eq!(logged, format!("{0} a 1\n{0}  2\n", s.display()));
-        assert_eq!(
-            std::fs::read_to_string(d.path().join("stdin.1")).unwrap(),
-            r#"{"id":"c1"}"#
-        );
+        assert_eq!(std::fs::read_to_string(d.path().join("stdin.1")).unwrap(), r#"{"id":"c1"}"#);
         let env1 = std::fs::read_to_string(d.path().join("env.1")).unwrap();
         assert!(env1.contains("X=y=z") && env1.contains("MARK=1"), "{env1}");
-        assert!(
-            !env1.contains("HOME=") && !env1.contains("CARGO"),
-            "hook saw the runtime's env: {env1}"
-        );
+        assert!(!env1.contains("HOME=") && !env1.contains("CARGO"), "hook saw the runtime's env: {env1}");
     }
 
     #[test]
@@ -385,16 +329,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("cmdline");
         let cmd = format!("tr '\\0' ' ' < /proc/$$/cmdline > {}", out.display());
-        let h = hook(
-            Path::new("/bin/sh"),
-            Some(vec!["my-hook", "-c", &cmd]),
-            None,
-            None,
-        );
+        let h = hook(Path::new("/bin/sh"), Some(vec!["my-hook", "-c", &cmd]), None, None);
         run(HookPhase::CreateRuntime, &[h], b"{}").unwrap();
-        assert!(std::fs::read_to_string(&out)
-            .unwrap()
-            .starts_with("my-hook -c "));
+        assert!(std::fs::read_to_string(&out).unwrap().starts_with("my-hook -c "));
     }
 
     #[test]
@@ -403,12 +340,7 @@ mod tests {
         let out = d.path().join("out");
         let s = script(d.path(), "h.sh", &format!("exec cat > {}", out.display()));
         let state = vec![b'x'; 300_000];
-        run(
-            HookPhase::StartContainer,
-            &[hook(&s, None, None, None)],
-            &state,
-        )
-        .unwrap();
+        run(HookPhase::StartContainer, &[hook(&s, None, None, None)], &state).unwrap();
         assert_eq!(std::fs::metadata(&out).unwrap().len(), 300_000);
     }
 
@@ -416,19 +348,11 @@ mod tests {
     fn a_failing_hook_reports_its_status_and_stderr() {
         let d = tempfile::tempdir().unwrap();
         let s = script(d.path(), "bad.sh", "echo 'no network for you' >&2\nexit 3");
-        let err = run(
-            HookPhase::CreateContainer,
-            &[hook(&s, None, None, None)],
-            b"{}",
-        )
-        .unwrap_err();
+        let err = run(HookPhase::CreateContainer, &[hook(&s, None, None, None)], b"{}").unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, Error::Hook { .. }));
         assert!(msg.starts_with("createContainer hook "), "{msg}");
-        assert!(
-            msg.contains("exit status 3") && msg.contains("no network for you"),
-            "{msg}"
-        );
+        assert!(msg.contains("exit status 3") && msg.contains("no network for you"), "{msg}");
     }
 
     #[test]
@@ -462,12 +386,7 @@ mod tests {
 
     #[test]
     fn a_zero_timeout_is_rejected() {
-        let err = run(
-            HookPhase::CreateRuntime,
-            &[hook(Path::new("/bin/true"), None, None, Some(0))],
-            b"{}",
-        )
-        .unwrap_err();
+        let err = run(HookPhase::CreateRuntime, &[hook(Path::new("/bin/true"), None, None, Some(0))], b"{}").unwrap_err();
         assert!(err.to_string().contains("greater than zero"), "{err}");
     }
 }

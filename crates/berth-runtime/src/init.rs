@@ -80,12 +80,7 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
     if !ns.has(LinuxNamespaceType::Mount) {
         return Err(Error::Unsupported("a container without a mount namespace".into()));
     }
-    let rctx = RootfsContext {
-        spec,
-        rootfs: ctx.rootfs,
-        no_pivot: ctx.no_pivot,
-        in_user_ns: ns.has(LinuxNamespaceType::User),
-    };
+    let rctx = RootfsContext { spec, rootfs: ctx.rootfs, no_pivot: ctx.no_pivot, in_user_ns: ns.has(LinuxNamespaceType::User) };
     // Relative bind sources are relative to the bundle, as with runc.
     nix::unistd::chdir(ctx.bundle).with_context(|| format!("chdir to bundle {}", ctx.bundle.display()))?;
     // The parent sets the cgroup up meanwhile; the init joins it before the first cgroup
@@ -122,9 +117,7 @@ fn setup(ctx: InitContext, sync: &SyncSocket) -> Result<Never> {
     tracing::debug!("init: pivoted");
     let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is required".into()))?;
     if process.terminal().unwrap_or(false) {
-        let sock = ctx
-            .console
-            .ok_or_else(|| Error::InvalidConfig("terminal is set but there is no console socket".into()))?;
+        let sock = ctx.console.ok_or_else(|| Error::InvalidConfig("terminal is set but there is no console socket".into()))?;
         crate::console::setup_in_container(sock, process.console_size().as_ref())?;
     }
     rootfs::finalize(&rctx)?;
@@ -213,7 +206,9 @@ pub fn hook_state(id: &str, pid: i32, bundle: &std::path::Path, spec: &Spec, sta
 fn join_session_keyring(id: &str) {
     let name = CString::new(format!("_ses.{id}")).unwrap_or_default();
     // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, name) reads the NUL-terminated name only.
-    let rc = unsafe { libc::syscall(libc::SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, name.as_ptr()) };
+    let rc = unsafe {
+        libc::syscall(libc::SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, name.as_ptr())
+    };
     if rc < 0 {
         // Keyrings may be unavailable (ENOSYS) or denied in a user namespace: runc ignores that too.
         tracing::debug!("join session keyring: {}", std::io::Error::last_os_error());

@@ -22,9 +22,7 @@ pub fn selinux_enabled() -> bool {
 /// Check a process's labels against the host before anything is created.
 pub fn validate(apparmor: Option<&str>, selinux: Option<&str>) -> Result<()> {
     if apparmor.is_some_and(|p| !p.is_empty()) && !apparmor_enabled() {
-        return Err(Error::InvalidConfig(
-            "process.apparmorProfile is set but AppArmor is not enabled on this host".into(),
-        ));
+        return Err(Error::InvalidConfig("process.apparmorProfile is set but AppArmor is not enabled on this host".into()));
     }
     if selinux.is_some_and(|l| !l.is_empty()) && !selinux_enabled() {
         tracing::debug!("SELinux is not enabled: process.selinuxLabel ignored");

@@ -104,12 +104,7 @@ impl Runtime {
 
     /// Report the container's events until it stops: a stats event every `interval` and an
     /// OOM event whenever the OOM killer kills in its cgroup. Stops early if `emit` fails.
-    pub fn watch_events(
-        &self,
-        id: &str,
-        interval: Duration,
-        mut emit: impl FnMut(&Event) -> Result<()>,
-    ) -> Result<()> {
+    pub fn watch_events(&self, id: &str, interval: Duration, mut emit: impl FnMut(&Event) -> Result<()>) -> Result<()> {
         if interval.is_zero() {
             return Err(Error::InvalidConfig("duration interval must be greater than 0".into()));
         }
@@ -263,11 +258,7 @@ fn merge_cpu(mut cpu: LinuxCpu, c: &LinuxCpu) -> LinuxCpu {
 }
 
 fn invalid(file: &str, value: impl ToString, reason: &str) -> Error {
-    Error::Cgroup(berth_cgroups::Error::InvalidValue {
-        file: file.to_string(),
-        value: value.to_string(),
-        reason: reason.to_string(),
-    })
+    Error::Cgroup(berth_cgroups::Error::InvalidValue { file: file.to_string(), value: value.to_string(), reason: reason.to_string() })
 }
 
 /// Check every value before anything is written, so a bad update changes nothing.

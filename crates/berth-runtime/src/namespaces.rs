@@ -50,9 +50,8 @@ impl NamespacePlan {
             match ns.path() {
                 None => plan.new.push(ns.typ()),
                 Some(path) => {
-                    let f = File::open(path).map_err(|e| {
-                        Error::InvalidConfig(format!("{} namespace {}: {e}", ns.typ(), path.display()))
-                    })?;
+                    let f =
+                        File::open(path).map_err(|e| Error::InvalidConfig(format!("{} namespace {}: {e}", ns.typ(), path.display())))?;
                     plan.joined.push(JoinedNamespace { typ: ns.typ(), fd: f.into() });
                 }
             }
@@ -108,12 +107,7 @@ impl NamespacePlan {
             late |= self
                 .new
                 .iter()
-                .filter(|t| {
-                    !matches!(
-                        t,
-                        LinuxNamespaceType::Time | LinuxNamespaceType::Pid | LinuxNamespaceType::User
-                    )
-                })
+                .filter(|t| !matches!(t, LinuxNamespaceType::Time | LinuxNamespaceType::Pid | LinuxNamespaceType::User))
                 .fold(0, |acc, t| acc | clone_flag(*t));
         }
         if late != 0 {
@@ -175,8 +169,7 @@ impl ChildOnlyNamespaces {
             if joined.is_none() && !new_time {
                 continue;
             }
-            let own = File::open(format!("/proc/self/ns/{}", ns_file(t)))
-                .with_context(|| format!("open own {t} namespace"))?;
+            let own = File::open(format!("/proc/self/ns/{}", ns_file(t))).with_context(|| format!("open own {t} namespace"))?;
             guard.restore.push((t, own.into()));
             if let Some(fd) = joined {
                 setns(fd, t)?;
@@ -233,12 +226,7 @@ fn write_time_offsets(linux: Option<&Linux>) -> Result<()> {
 /// Clone a child into the plan's namespaces: joined pid/time namespaces (and a new time
 /// namespace) are entered around the clone, so only the child stays in them. Returns
 /// `None` in the child, like fork.
-pub fn clone_into(
-    plan: &NamespacePlan,
-    linux: Option<&Linux>,
-    flags: u64,
-    cgroup_fd: Option<RawFd>,
-) -> Result<Option<ClonedChild>> {
+pub fn clone_into(plan: &NamespacePlan, linux: Option<&Linux>, flags: u64, cgroup_fd: Option<RawFd>) -> Result<Option<ClonedChild>> {
     let guard = ChildOnlyNamespaces::enter(plan, linux)?;
     match clone_init(flags, cgroup_fd) {
         Ok(None) => {
@@ -292,9 +280,7 @@ pub fn clone_init(flags: u64, cgroup_fd: Option<RawFd>) -> Result<Option<ClonedC
     }
     // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets a
     // copy of this (single) thread's memory and continues here with a return value of 0.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
     match rc {
         -1 => Err(std::io::Error::last_os_error()).context("clone the container init"),
         0 => Ok(None),
@@ -310,9 +296,7 @@ pub fn write_id_maps(pid: i32, linux: Option<&Linux>) -> Result<()> {
     let uids = linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or(&[]);
     let gids = linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or(&[]);
     if uids.is_empty() || gids.is_empty() {
-        return Err(Error::InvalidConfig(
-            "a new user namespace needs uidMappings and gidMappings".into(),
-        ));
+        return Err(Error::InvalidConfig("a new user namespace needs uidMappings and gidMappings".into()));
     }
     // SAFETY: geteuid/getegid cannot fail.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -349,8 +333,7 @@ fn write_id_map(pid: i32, kind: IdKind, maps: &[LinuxIdMapping], own: u32) -> Re
     if kind == IdKind::Gid && !root {
         // Without CAP_SETGID in the parent namespace the kernel accepts a gid map only once
         // setgroups(2) is denied in the new namespace.
-        std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
-            .with_context(|| format!("write \"deny\" to /proc/{pid}/setgroups"))?;
+        std::fs::write(format!("/proc/{pid}/setgroups"), "deny").with_context(|| format!("write \"deny\" to /proc/{pid}/setgroups"))?;
     }
     let text: String = maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect();
     let file = format!("/proc/{pid}/{}_map", kind.name());
@@ -366,17 +349,12 @@ fn run_id_map_helper(pid: i32, kind: IdKind, maps: &[LinuxIdMapping]) -> Result<
     }
     let shown = args[1..].join(" ");
     let err = |message: String| Error::IdMapHelper { helper: helper.clone(), message };
-    let out = std::process::Command::new(&helper)
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => err(format!(
-                "not found in PATH: mapping {}s {shown} needs it (install the uidmap package)",
-                kind.name()
-            )),
-            _ => err(format!("run it to map {}s {shown}: {e}", kind.name())),
-        })?;
+    let out = std::process::Command::new(&helper).args(&args).stdin(std::process::Stdio::null()).output().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            err(format!("not found in PATH: mapping {}s {shown} needs it (install the uidmap package)", kind.name()))
+        }
+        _ => err(format!("run it to map {}s {shown}: {e}", kind.name())),
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(err(format!(

@@ -65,9 +65,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         return Ok(());
     }
     let linux = spec.linux().as_ref();
-    let has_userns = linux
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+    let has_userns = linux.and_then(|l| l.namespaces().as_ref()).is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
     if !has_userns {
         return Err(Error::InvalidConfig(
             "rootless container requires a user namespace in linux.namespaces (see `spec --rootless`)".into(),
@@ -120,8 +118,7 @@ mod tests {
 
     #[test]
     fn only_non_device_resources_count_as_limits() {
-        let devices_only: LinuxResources =
-            serde_json::from_str(r#"{"devices":[{"allow":false,"access":"rwm"}],"memory":{}}"#).unwrap();
+        let devices_only: LinuxResources = serde_json::from_str(r#"{"devices":[{"allow":false,"access":"rwm"}],"memory":{}}"#).unwrap();
         assert!(requested_limits(&devices_only).is_empty());
         let memory: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576}}"#).unwrap();
         assert_eq!(requested_limits(&memory), ["memory"]);

@@ -12,9 +12,7 @@ pub fn parse(s: &str) -> Result<i32, String> {
     }
     let up = s.to_ascii_uppercase();
     let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|sig| sig as i32)
-        .map_err(|_| format!("unknown signal {s:?}"))
+    name.parse::<nix::sys::signal::Signal>().map(|sig| sig as i32).map_err(|_| format!("unknown signal {s:?}"))
 }
 
 /// A pidfd on process `pid` (None if it is gone or the kernel has no pidfd_open).
@@ -31,9 +29,20 @@ pub struct Forwarder {
 }
 
 const FORWARDED: &[i32] = &[
-    libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2,
-    libc::SIGWINCH, libc::SIGCONT, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGCHLD,
-    libc::SIGALRM, libc::SIGPIPE,
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGCHLD,
+    libc::SIGALRM,
+    libc::SIGPIPE,
 ];
 
 impl Forwarder {

@@ -28,13 +28,9 @@ impl Bundle {
     /// Read `<bundle>/config.json`, parse and validate it.
     pub fn load(bundle: &Path) -> Result<Self> {
         let bundle_err = |message: String| Error::Bundle { path: bundle.to_path_buf(), message };
-        let path = std::fs::canonicalize(bundle)
-            .map_err(|e| bundle_err(format!("cannot open bundle directory: {e}")))?;
+        let path = std::fs::canonicalize(bundle).map_err(|e| bundle_err(format!("cannot open bundle directory: {e}")))?;
         let config = path.join("config.json");
-        let text = std::fs::read(&config).map_err(|e| Error::Bundle {
-            path: config.clone(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read(&config).map_err(|e| Error::Bundle { path: config.clone(), message: format!("cannot read: {e}") })?;
         let spec = parse_config(&text, &config)?;
         let rootfs = resolve_rootfs(&path, &spec)?;
         validate(&spec)?;
@@ -45,10 +41,7 @@ impl Bundle {
 /// Parse a config.json. Like runc, capability names this build does not know are dropped
 /// with a warning instead of failing (that slower path is only taken when needed).
 pub fn parse_config(text: &[u8], path: &Path) -> Result<Spec> {
-    let malformed = |e: serde_json::Error| Error::Bundle {
-        path: path.to_path_buf(),
-        message: format!("malformed config: {e}"),
-    };
+    let malformed = |e: serde_json::Error| Error::Bundle { path: path.to_path_buf(), message: format!("malformed config: {e}") };
     let first = match serde_json::from_slice::<Spec>(text) {
         Ok(spec) => return Ok(spec),
         Err(e) => e,
@@ -61,16 +54,11 @@ pub fn parse_config(text: &[u8], path: &Path) -> Result<Spec> {
 }
 
 fn resolve_rootfs(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
-    let root = spec
-        .root()
-        .as_ref()
-        .ok_or_else(|| Error::InvalidConfig("root is required".into()))?;
+    let root = spec.root().as_ref().ok_or_else(|| Error::InvalidConfig("root is required".into()))?;
     let p = root.path();
     let joined = if p.is_absolute() { p.clone() } else { bundle.join(p) };
-    let canon = std::fs::canonicalize(&joined).map_err(|e| Error::Bundle {
-        path: joined.clone(),
-        message: format!("root filesystem: {e}"),
-    })?;
+    let canon =
+        std::fs::canonicalize(&joined).map_err(|e| Error::Bundle { path: joined.clone(), message: format!("root filesystem: {e}") })?;
     if !canon.is_dir() {
         return Err(Error::Bundle { path: joined, message: "root filesystem is not a directory".into() });
     }
@@ -86,10 +74,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
             return Err(Error::InvalidConfig("process.args must not be empty".into()));
         }
         if !p.cwd().is_absolute() {
-            return Err(Error::InvalidConfig(format!(
-                "process.cwd {:?} must be an absolute path",
-                p.cwd()
-            )));
+            return Err(Error::InvalidConfig(format!("process.cwd {:?} must be an absolute path", p.cwd())));
         }
     } else {
         return Err(Error::InvalidConfig("process is required".into()));
@@ -105,28 +90,20 @@ pub fn validate(spec: &Spec) -> Result<()> {
         seen.push(ns.typ());
         if let Some(path) = ns.path() {
             if !path.is_absolute() {
-                return Err(Error::InvalidConfig(format!(
-                    "namespace {} path {path:?} must be absolute",
-                    ns.typ()
-                )));
+                return Err(Error::InvalidConfig(format!("namespace {} path {path:?} must be absolute", ns.typ())));
             }
         }
     }
     let has_userns = seen.contains(&LinuxNamespaceType::User);
-    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    let has_maps =
+        linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if has_maps && !has_userns {
-        return Err(Error::InvalidConfig(
-            "uidMappings/gidMappings are set but there is no user namespace".into(),
-        ));
+        return Err(Error::InvalidConfig("uidMappings/gidMappings are set but there is no user namespace".into()));
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !seen.contains(&LinuxNamespaceType::Uts)
-    {
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !seen.contains(&LinuxNamespaceType::Uts) {
         return Err(Error::InvalidConfig("hostname requires a new uts namespace".into()));
     }
-    if linux.time_offsets().as_ref().is_some_and(|o| !o.is_empty())
-        && !seen.contains(&LinuxNamespaceType::Time)
-    {
+    if linux.time_offsets().as_ref().is_some_and(|o| !o.is_empty()) && !seen.contains(&LinuxNamespaceType::Time) {
         return Err(Error::InvalidConfig("timeOffsets require a time namespace".into()));
     }
     Ok(())
@@ -136,9 +113,7 @@ fn check_version(v: &str) -> Result<()> {
     let major = v.split('.').next().and_then(|m| m.parse::<u32>().ok());
     match major {
         Some(1) => Ok(()),
-        _ => Err(Error::InvalidConfig(format!(
-            "unsupported ociVersion {v:?}: berth-runtime implements runtime-spec 1.x"
-        ))),
+        _ => Err(Error::InvalidConfig(format!("unsupported ociVersion {v:?}: berth-runtime implements runtime-spec 1.x"))),
     }
 }
 
@@ -155,4 +130,3 @@ mod tests {
         assert!(check_version("banana").is_err());
     }
 }
-

@@ -119,4 +119,3 @@ pub fn features() -> Value {
         }
     })
 }
-

@@ -120,9 +120,7 @@ impl StateDir {
         let dir = root.join(id);
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::AlreadyExists(id.to_string()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists(id.to_string())),
             Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
         }
         let lock = File::open(&dir).with_context(|| format!("open {}", dir.display()))?;
@@ -136,9 +134,7 @@ impl StateDir {
         let dir = root.join(id);
         let lock = match File::open(&dir) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(id.to_string()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound(id.to_string())),
             Err(e) => return Err(e).with_context(|| format!("open {}", dir.display())),
         };
         flock(&lock, &dir)?;
@@ -181,21 +177,18 @@ impl StateDir {
     pub fn load(&self) -> Result<ContainerRecord> {
         let p = self.dir.join(STATE_FILE);
         let text = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
-        serde_json::from_slice(&text)
-            .map_err(|e| Error::Init(format!("corrupt state file {}: {e}", p.display())))
+        serde_json::from_slice(&text).map_err(|e| Error::Init(format!("corrupt state file {}: {e}", p.display())))
     }
 
     /// Write `state.json` atomically.
     pub fn save(&self, record: &ContainerRecord) -> Result<()> {
-        let bytes = serde_json::to_vec(record)
-            .map_err(|e| Error::Init(format!("serialize state: {e}")))?;
+        let bytes = serde_json::to_vec(record).map_err(|e| Error::Init(format!("serialize state: {e}")))?;
         write_atomic(&self.dir.join(STATE_FILE), &bytes)
     }
 
     /// Keep a copy of the config the container was created with.
     pub fn save_config(&self, spec: &oci_spec::runtime::Spec) -> Result<()> {
-        let bytes =
-            serde_json::to_vec(spec).map_err(|e| Error::Init(format!("serialize config: {e}")))?;
+        let bytes = serde_json::to_vec(spec).map_err(|e| Error::Init(format!("serialize config: {e}")))?;
         self.save_config_bytes(&bytes)
     }
 

@@ -44,9 +44,7 @@ pub struct SyncSocket(OwnedFd);
 pub fn pair() -> Result<(SyncSocket, SyncSocket)> {
     let mut fds = [0; 2];
     // SAFETY: socketpair writes two fds into the array we pass.
-    let rc = unsafe {
-        libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
-    };
+    let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
     if rc != 0 {
         return Err(std::io::Error::last_os_error()).context("socketpair");
     }
@@ -101,8 +99,7 @@ impl SyncSocket {
         if n == 0 {
             return Ok(None);
         }
-        let msg = serde_json::from_slice(&buf[..n])
-            .map_err(|e| Error::Init(format!("decode sync message: {e}")))?;
+        let msg = serde_json::from_slice(&buf[..n]).map_err(|e| Error::Init(format!("decode sync message: {e}")))?;
         Ok(Some((msg, fd)))
     }
 }

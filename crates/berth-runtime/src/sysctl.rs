@@ -116,12 +116,11 @@ pub fn apply_with(map: &HashMap<String, String>, ns: SysctlNamespaces) -> Result
 /// the write reaches procfs itself, and nothing mounted over /proc/sys can redirect it.
 fn open_proc_sys(proc: &Path) -> Result<(OwnedFd, OwnedFd)> {
     let fail = |what: &str, e: nix::Error| Error::InvalidConfig(format!("sysctl: {what} {}: {e}", proc.display()));
-    let fd = nix::fcntl::open(proc, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| fail("open", e))?;
+    let fd = nix::fcntl::open(proc, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| fail("open", e))?;
     let clone = crate::rootfs::mount_fd::clone_tree(fd.as_fd(), false).map_err(|e| fail("clone the mount of", e))?;
     let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV;
-    let sys = openat2(clone.as_fd(), Path::new("sys"), OFlag::O_PATH | OFlag::O_DIRECTORY, 0, resolve)
-        .map_err(|e| fail("open sys in", e))?;
+    let sys =
+        openat2(clone.as_fd(), Path::new("sys"), OFlag::O_PATH | OFlag::O_DIRECTORY, 0, resolve).map_err(|e| fail("open sys in", e))?;
     let st = nix::sys::statfs::fstatfs(&sys).map_err(|e| fail("statfs", e))?;
     if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         return Err(Error::InvalidConfig(format!("sysctl: {} is not a procfs", proc.display())));
@@ -149,15 +148,13 @@ mod tests {
         assert_eq!(key_path("kernel.sem", ALL).unwrap(), Path::new("kernel/sem"));
         assert_eq!(key_path("fs.mqueue.msg_max", ALL).unwrap(), Path::new("fs/mqueue/msg_max"));
         assert_eq!(key_path("kernel.hostname", ALL).unwrap(), Path::new("kernel/hostname"));
-        assert_eq!(
-            key_path("net/ipv4/conf/eth0.100/forwarding", ALL).unwrap(),
-            Path::new("net/ipv4/conf/eth0.100/forwarding")
-        );
+        assert_eq!(key_path("net/ipv4/conf/eth0.100/forwarding", ALL).unwrap(), Path::new("net/ipv4/conf/eth0.100/forwarding"));
     }
 
     #[test]
     fn host_wide_and_escaping_keys_are_rejected() {
-        for k in ["kernel.pid_max", "vm.swappiness", "kernel.shmmax.x", "net..x", "net/../kernel/x", "/net/x", "", "fs.file-max", "kernel"] {
+        for k in ["kernel.pid_max", "vm.swappiness", "kernel.shmmax.x", "net..x", "net/../kernel/x", "/net/x", "", "fs.file-max", "kernel"]
+        {
             assert!(key_path(k, ALL).is_err(), "{k} accepted");
         }
     }

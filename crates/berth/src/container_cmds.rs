@@ -393,7 +393,9 @@ fn matches_filter(engine: &Engine, r: &ContainerRow, f: &str) -> anyhow::Result<
         "id" => r.id.starts_with(v),
         "name" => r.name.contains(v),
         "status" => r.state == v,
-        "ancestor" => r.image == v || r.image.starts_with(&format!("{v}:")) || r.image_id.contains(v) || r.image.ends_with(&format!("/{v}:latest")),
+        "ancestor" => {
+            r.image == v || r.image.starts_with(&format!("{v}:")) || r.image_id.contains(v) || r.image.ends_with(&format!("/{v}:latest"))
+        }
         "label" => {
             let labels = engine.settings(r)?.labels;
             match v.split_once('=') {

@@ -73,10 +73,7 @@ pub struct ExecArgs {
 fn inspect_one(engine: &Engine, row: &ContainerRow) -> anyhow::Result<Value> {
     let settings = engine.settings(row)?;
     let bundle = engine.bundle_dir(row);
-    let spec: Value = std::fs::read(bundle.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
+    let spec: Value = std::fs::read(bundle.join("config.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
     let process = &spec["process"];
     let args: Vec<Value> = process["args"].as_array().cloned().unwrap_or_default();
     let (log_path, log_driver) = engine.log_file(row)?;
@@ -87,7 +84,8 @@ fn inspect_one(engine: &Engine, row: &ContainerRow) -> anyhow::Result<Value> {
             m.iter()
                 .filter(|m| m["type"] == "bind" || m["type"] == "tmpfs")
                 .map(|m| {
-                    let opts: Vec<&str> = m["options"].as_array().map(|o| o.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+                    let opts: Vec<&str> =
+                        m["options"].as_array().map(|o| o.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
                     json!({"Type": m["type"], "Source": m["source"], "Destination": m["destination"], "RW": !opts.contains(&"ro")})
                 })
                 .collect()

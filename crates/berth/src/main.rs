@@ -176,8 +176,10 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("warn,berth={level},berth_image={level},berth_engine={level},berth_net={level},netlink_packet_route=error"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "warn,berth={level},berth_image={level},berth_engine={level},berth_net={level},netlink_packet_route=error"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 

@@ -190,7 +190,11 @@ pub fn network(ctx: &Context, cmd: NetworkCommand) -> anyhow::Result<()> {
             let spec = berth_net::NetworkSpec {
                 name: a.name,
                 subnet: a.subnet.as_deref().map(str::parse).transpose()?,
-                gateway: a.gateway.as_deref().map(|g| g.parse().map_err(|_| anyhow!("--gateway {g:?}: not an IPv4 address"))).transpose()?,
+                gateway: a
+                    .gateway
+                    .as_deref()
+                    .map(|g| g.parse().map_err(|_| anyhow!("--gateway {g:?}: not an IPv4 address")))
+                    .transpose()?,
                 bridge: a.interface_name,
                 internal: a.internal,
                 mtu: a.mtu,

@@ -78,11 +78,10 @@ impl PullProgress for PullDisplay {
 
     fn layer_started(&self, digest: &Digest, size: u64) {
         if let PullDisplay::Bars(bars) = self {
-            let style = ProgressStyle::with_template(
-                "{prefix} [{bar:30.cyan/blue}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            let style =
+                ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
             let bar = bars.multi.add(ProgressBar::new(size).with_style(style).with_prefix(format!("Copying blob {}", short(digest))));
             bar.enable_steady_tick(Duration::from_millis(200));
             bars.bars.lock().unwrap_or_else(|p| p.into_inner()).insert(digest.clone(), bar);

@@ -153,8 +153,16 @@ impl SpecFlags {
         for p in &self.publish {
             publish.extend(berth_net::PortMapping::parse(p)?);
         }
-        let ip = self.ip.as_deref().map(|ip| ip.parse::<std::net::Ipv4Addr>().map_err(|_| anyhow!("--ip {ip:?}: not an IPv4 address"))).transpose()?;
-        let dns = self.dns.iter().map(|d| d.parse::<std::net::IpAddr>().map_err(|_| anyhow!("--dns {d:?}: not an IP address"))).collect::<anyhow::Result<Vec<_>>>()?;
+        let ip = self
+            .ip
+            .as_deref()
+            .map(|ip| ip.parse::<std::net::Ipv4Addr>().map_err(|_| anyhow!("--ip {ip:?}: not an IPv4 address")))
+            .transpose()?;
+        let dns = self
+            .dns
+            .iter()
+            .map(|d| d.parse::<std::net::IpAddr>().map_err(|_| anyhow!("--dns {d:?}: not an IP address")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let add_hosts = self.add_host.iter().map(|h| berth_net::etc::parse_add_host(h)).collect::<Result<Vec<_>, _>>()?;
         let mut opts = ContainerOptions {
             command,
@@ -252,10 +260,44 @@ mod tests {
 
     #[test]
     fn spec_flags_become_engine_options() {
-        let o = flags(&["-v", "/a:/b:ro", "--mount", "type=tmpfs,target=/t", "--tmpfs", "/run", "--cap-add", "sys_admin,net_admin",
-            "--cap-drop", "ALL", "--device", "/dev/null:/dev/n", "--ulimit", "nofile=1:2", "--sysctl", "kernel.msgmax=1",
-            "--shm-size", "1m", "-l", "a=1", "--label", "b", "--annotation", "x=y", "--memory", "1g", "--memory-swap", "-1",
-            "-c", "512", "--cpuset-cpus", "0", "--init", "--security-opt", "no-new-privileges"]).unwrap();
+        let o = flags(&[
+            "-v",
+            "/a:/b:ro",
+            "--mount",
+            "type=tmpfs,target=/t",
+            "--tmpfs",
+            "/run",
+            "--cap-add",
+            "sys_admin,net_admin",
+            "--cap-drop",
+            "ALL",
+            "--device",
+            "/dev/null:/dev/n",
+            "--ulimit",
+            "nofile=1:2",
+            "--sysctl",
+            "kernel.msgmax=1",
+            "--shm-size",
+            "1m",
+            "-l",
+            "a=1",
+            "--label",
+            "b",
+            "--annotation",
+            "x=y",
+            "--memory",
+            "1g",
+            "--memory-swap",
+            "-1",
+            "-c",
+            "512",
+            "--cpuset-cpus",
+            "0",
+            "--init",
+            "--security-opt",
+            "no-new-privileges",
+        ])
+        .unwrap();
         assert_eq!(o.mounts.len(), 3);
         assert_eq!(o.cap_add, ["sys_admin", "net_admin"]);
         assert_eq!((o.devices.len(), o.ulimits.len(), o.sysctls.len()), (1, 1, 1));

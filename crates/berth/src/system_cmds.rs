@@ -96,8 +96,17 @@ pub fn info(ctx: &Context, a: InfoArgs) -> anyhow::Result<()> {
             ] {
                 println!("  {k}: {}", yes_no(b));
             }
-            println!(" Kernel Version: {}\n Operating System: {}\n OSType: {}\n Architecture: {}", info.kernel_version, info.operating_system, info.os_type, info.architecture);
-            println!(" CPUs: {}\n Total Memory: {}\n Name: {}\n Rootless: {}", info.ncpu, human_size(info.mem_total), info.name, info.rootless);
+            println!(
+                " Kernel Version: {}\n Operating System: {}\n OSType: {}\n Architecture: {}",
+                info.kernel_version, info.operating_system, info.os_type, info.architecture
+            );
+            println!(
+                " CPUs: {}\n Total Memory: {}\n Name: {}\n Rootless: {}",
+                info.ncpu,
+                human_size(info.mem_total),
+                info.name,
+                info.rootless
+            );
         }
     }
     Ok(())

@@ -130,7 +130,8 @@ fn cp_streams_a_tar_on_stdout_and_unpacks_one_from_stdin() {
     h.set_gid(88);
     b.append_data(&mut h, "streamed/hello.txt", &b"hello\n"[..]).unwrap();
     let tar = b.into_inner().unwrap();
-    let mut child = e.cmd(&["cp", "-a", "-", "box:/tmp"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        e.cmd(&["cp", "-a", "-", "box:/tmp"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tar).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -205,7 +206,9 @@ fn cp_never_follows_a_containers_symlinks_out_of_its_root() {
         std::fs::write(&payload, "from cp\n").unwrap();
         let magic_dest = format!("/magic{dir}/host-target/");
         let proc_dest = format!("/proc/self/root{dir}/host-target/x");
-        for dest in ["/tmp/target-link/", "/tmp/target-link/x", "/hostdir/host-target/", "/dangling", "/escape/dangling", &magic_dest, &proc_dest] {
+        for dest in
+            ["/tmp/target-link/", "/tmp/target-link/x", "/hostdir/host-target/", "/dangling", "/escape/dangling", &magic_dest, &proc_dest]
+        {
             let _ = e.berth(&["cp", payload.to_str().unwrap(), &format!("{name}:{dest}")]);
         }
         let _ = e.berth(&["cp", &format!("{}/.", e.dir.join("out-live").display()), &format!("{name}:/hostdir")]);

@@ -12,8 +12,16 @@ use common::{alive, Env};
 #[test]
 fn detached_run_has_logs_followed_until_stop_and_records_the_exit() {
     let e = Env::new("logs-follow");
-    let id = e.ok(&["run", "-d", "--name", "ticker", "localhost/demo", "sh", "-c",
-        "trap 'echo bye; exit 3' TERM; echo started; echo oops >&2; while true; do echo tick; sleep 0.1; done"]);
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "localhost/demo",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 3' TERM; echo started; echo oops >&2; while true; do echo tick; sleep 0.1; done",
+    ]);
     assert_eq!(id.len(), 64, "run -d prints the full id: {id}");
     e.wait_for("ticker", "{{.State.Status}}", "running");
     let mut follow = e.cmd(&["logs", "-f", "ticker"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -82,8 +90,18 @@ fn stop_sends_the_stop_signal_then_sigkill_after_the_timeout() {
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(6), "stop took {took:?}");
     assert_eq!(e.inspect("stubborn", "{{.State.ExitCode}}"), "137");
     // --stop-signal is what stop sends first.
-    e.ok(&["run", "-d", "--name", "usr1", "--stop-signal", "USR1", "localhost/demo", "sh", "-c",
-        "trap 'exit 42' USR1; while true; do sleep 0.1; done"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "--stop-signal",
+        "USR1",
+        "localhost/demo",
+        "sh",
+        "-c",
+        "trap 'exit 42' USR1; while true; do sleep 0.1; done",
+    ]);
     e.wait_for("usr1", "{{.State.Status}}", "running");
     std::thread::sleep(Duration::from_millis(200));
     e.ok(&["stop", "-t", "5", "usr1"]);
@@ -203,7 +221,13 @@ fn a_monitor_killed_mid_life_is_reconciled_and_rm_force_cleans_up() {
 fn twenty_concurrent_detached_runs_then_rm_f_leave_nothing_behind() {
     let e = Env::new("concurrent");
     let children: Vec<_> = (0..20)
-        .map(|i| e.cmd(&["run", "-d", "--name", &format!("c{i}"), "localhost/demo", "sleep", "1000"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .map(|i| {
+            e.cmd(&["run", "-d", "--name", &format!("c{i}"), "localhost/demo", "sleep", "1000"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
@@ -211,9 +235,8 @@ fn twenty_concurrent_detached_runs_then_rm_f_leave_nothing_behind() {
     }
     assert_eq!(e.ok(&["ps", "-q"]).lines().count(), 20);
     let pids: Vec<i32> = (0..20).map(|i| e.inspect(&format!("c{i}"), "{{.State.Pid}}").parse().unwrap()).collect();
-    let children: Vec<_> = (0..20)
-        .map(|i| e.cmd(&["rm", "-f", &format!("c{i}")]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
-        .collect();
+    let children: Vec<_> =
+        (0..20).map(|i| e.cmd(&["rm", "-f", &format!("c{i}")]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -286,13 +309,8 @@ fn an_external_runc_compatible_runtime_drives_the_container() {
 fn start_attach_interactive_feeds_stdin_through_the_monitor() {
     let e = Env::new("attach-stdin");
     e.ok(&["create", "-i", "--name", "cat", "localhost/demo", "sh", "-c", "while read l; do echo got $l; done; echo eof"]);
-    let mut child = e
-        .cmd(&["start", "-a", "-i", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        e.cmd(&["start", "-a", "-i", "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();

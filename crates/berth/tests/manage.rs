@@ -61,7 +61,10 @@ fn tag_and_push_to_another_repository_mounts_the_blobs() {
     let out = berth.ok(&["push", &dest]);
     assert_eq!(out.trim(), image.digest());
     let requests = proxy.requests();
-    assert!(!requests.iter().any(|r| r.starts_with("PATCH") || (r.starts_with("PUT") && r.contains("/blobs/"))), "blobs were mounted, not uploaded: {requests:?}");
+    assert!(
+        !requests.iter().any(|r| r.starts_with("PATCH") || (r.starts_with("PUT") && r.contains("/blobs/"))),
+        "blobs were mounted, not uploaded: {requests:?}"
+    );
     assert!(requests.iter().any(|r| r == "PUT /v2/team/other/manifests/v2"), "{requests:?}");
     let fresh = Berth::new();
     assert_eq!(fresh.ok(&["pull", "-q", &dest]).trim(), image.id().trim_start_matches("sha256:"));
@@ -85,7 +88,12 @@ fn login_stores_verified_credentials_used_by_pull_and_logout_removes_them() {
     let registry = RegistryProcess::start(RegistryOptions { auth_yaml: Some(auth), ..Default::default() });
     let image = three_layer_image(host_arch());
     let config = berth_image::registry::RegistryConfig { insecure: vec![registry.host.clone()], ..Default::default() };
-    let authed = berth_image::registry::RegistryClient::new(&registry.host, &config, Some(berth_image::registry::Credentials::new("alice", "s3cret"))).unwrap();
+    let authed = berth_image::registry::RegistryClient::new(
+        &registry.host,
+        &config,
+        Some(berth_image::registry::Credentials::new("alice", "s3cret")),
+    )
+    .unwrap();
     image.push(&authed, "private", "v1");
 
     let berth = Berth::new();
@@ -97,7 +105,12 @@ fn login_stores_verified_credentials_used_by_pull_and_logout_removes_them() {
     assert!(stderr_of(&out).contains("login to") && stderr_of(&out).contains("access denied"), "{}", stderr_of(&out));
     assert!(!berth.auth_file().exists(), "nothing written for refused credentials");
 
-    let mut child = berth.cmd(&["login", "-u", "alice", "--password-stdin", &registry.host]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = berth
+        .cmd(&["login", "-u", "alice", "--password-stdin", &registry.host])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));

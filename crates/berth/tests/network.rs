@@ -76,7 +76,12 @@ impl Env {
             if out.status.success() {
                 return String::from_utf8_lossy(&out.stdout).into_owned();
             }
-            assert!(t.elapsed() < Duration::from_secs(20), "{script}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{script}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -163,7 +168,9 @@ fn rootfs_tar(path: &Path) {
         h.set_mtime(1_700_000_000);
         b.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
     }
-    for (p, text) in [("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"), ("etc/group", "root:x:0:\n"), ("www/index.html", "hello from httpd\n")] {
+    for (p, text) in
+        [("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"), ("etc/group", "root:x:0:\n"), ("www/index.html", "hello from httpd\n")]
+    {
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o644);
         h.set_size(text.len() as u64);
@@ -226,7 +233,25 @@ fn a_published_port_is_reachable_on_the_hosts_loopback_and_listed_by_port() {
         v[0]["subnets"][0]["gateway"].as_str().unwrap().to_string()
     }
     let srv = format!("pub-{}", e.tag);
-    e.spawn(&["run", "--rm", "--name", &srv, "--network", &net, "-p", &format!("{port}:80"), "-p", "8081", "localhost/bb", "httpd", "-f", "-p", "80", "-h", "/www"]);
+    e.spawn(&[
+        "run",
+        "--rm",
+        "--name",
+        &srv,
+        "--network",
+        &net,
+        "-p",
+        &format!("{port}:80"),
+        "-p",
+        "8081",
+        "localhost/bb",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
     let body = http_get_loopback(port);
     assert!(body.ends_with("hello from httpd\n"), "{body}");
     // Hairpin: another container of the network through the gateway's (a host) address.
@@ -239,7 +264,10 @@ fn a_published_port_is_reachable_on_the_hosts_loopback_and_listed_by_port() {
     assert_ne!(random.rsplit(':').next(), Some("0"), "-p 8081 got no host port: {ports}");
     assert_eq!(e.ok(&["port", &srv, "80"]).trim(), format!("0.0.0.0:{port}"));
     e.ok(&["rm", "-f", &srv]);
-    assert!(TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).is_err(), "the port still forwards after rm");
+    assert!(
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).is_err(),
+        "the port still forwards after rm"
+    );
     e.assert_clean();
 }
 
@@ -308,9 +336,21 @@ fn network_none_has_only_loopback_and_container_mode_shares_a_namespace() {
     e.spawn(&["run", "--rm", "--name", &holder, "--network", &net, "localhost/bb", "sleep", "60"]);
     let pid = e.pid_of(&holder);
     let want = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap().to_string_lossy().into_owned();
-    let out = e.ok(&["run", "--rm", "--network", &format!("container:{holder}"), "localhost/bb", "sh", "-c", "readlink /proc/self/ns/net; cat /etc/hosts"]);
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &format!("container:{holder}"),
+        "localhost/bb",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/net; cat /etc/hosts",
+    ]);
     assert!(out.starts_with(&want), "joined {out}, want {want}");
-    assert!(out.lines().any(|l| l.starts_with("10.") && l.ends_with(&format!(" {holder}"))), "the holder's hosts file is not shared: {out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("10.") && l.ends_with(&format!(" {holder}"))),
+        "the holder's hosts file is not shared: {out}"
+    );
     let ns_out = e.ok(&["run", "--rm", "--network", &format!("ns:/proc/{pid}/ns/net"), "localhost/bb", "readlink", "/proc/self/ns/net"]);
     assert_eq!(ns_out.trim(), want);
     e.ok(&["rm", "-f", &holder]);
@@ -321,7 +361,22 @@ fn network_none_has_only_loopback_and_container_mode_shares_a_namespace() {
 fn hosts_and_resolv_conf_follow_hostname_add_host_and_dns() {
     let mut e = Env::new("etc");
     let (net, _) = e.network(6, &[]);
-    let out = e.ok(&["run", "--rm", "--network", &net, "--hostname", "box", "--add-host", "db.local:10.9.9.9", "--dns", "192.0.2.53", "localhost/bb", "sh", "-c", "cat /etc/hosts /etc/resolv.conf; hostname"]);
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        "--hostname",
+        "box",
+        "--add-host",
+        "db.local:10.9.9.9",
+        "--dns",
+        "192.0.2.53",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf; hostname",
+    ]);
     assert!(out.contains("10.9.9.9\tdb.local\n"), "{out}");
     assert!(out.lines().any(|l| l.ends_with("\tbox berth_") || (l.contains("\tbox ") && l.starts_with("10."))), "{out}");
     assert!(out.contains("nameserver 192.0.2.53\n") && out.matches("nameserver").count() == 1, "{out}");
@@ -344,7 +399,12 @@ fn network_commands_create_inspect_connect_disconnect_and_prune() {
     let c = format!("conn-{}", e.tag);
     e.spawn(&["run", "--rm", "--name", &c, "--network", &a, "--ip", &subnet_a.replace("0/24", "42"), "localhost/bb", "sleep", "60"]);
     let pid = e.pid_of(&c);
-    let addrs = || String::from_utf8_lossy(&Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "ip", "-o", "-4", "addr"]).output().unwrap().stdout).into_owned();
+    let addrs = || {
+        String::from_utf8_lossy(
+            &Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "ip", "-o", "-4", "addr"]).output().unwrap().stdout,
+        )
+        .into_owned()
+    };
     let t = Instant::now();
     while !addrs().contains(&subnet_a.replace("0/24", "42/24")) {
         assert!(t.elapsed() < Duration::from_secs(10), "--ip not applied: {}", addrs());
@@ -393,17 +453,28 @@ fn an_internal_network_reaches_no_other_network_while_a_normal_one_does() {
     let srv = format!("out-{}", e.tag);
     e.spawn(&["run", "--rm", "--name", &srv, "--network", &outer, "localhost/bb", "httpd", "-f", "-p", "80", "-h", "/www"]);
     let pid = e.pid_of(&srv);
-    let ip = String::from_utf8_lossy(&Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "ip", "-o", "-4", "addr", "show", "eth0"]).output().unwrap().stdout)
-        .split_whitespace()
-        .find(|w| w.starts_with("10."))
-        .and_then(|w| w.split('/').next())
-        .map(String::from)
-        .expect("the server's address");
+    let ip = String::from_utf8_lossy(
+        &Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "ip", "-o", "-4", "addr", "show", "eth0"]).output().unwrap().stdout,
+    )
+    .split_whitespace()
+    .find(|w| w.starts_with("10."))
+    .and_then(|w| w.split('/').next())
+    .map(String::from)
+    .expect("the server's address");
     // From another (normal) network: forwarded through the host, masqueraded.
     // (`; exit $?`: the shell forks, so that timeout does not signal a pid 1, which ignores it.)
     assert_eq!(e.retry_run(&other, &format!("timeout 5 wget -q -O - http://{ip}/; exit $?")), "hello from httpd\n");
     // From the internal network: dropped in forward.
-    let out = e.berth(&["run", "--rm", "--network", &inner, "localhost/bb", "sh", "-c", &format!("timeout 3 wget -q -O - http://{ip}/; exit $?")]);
+    let out = e.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        &inner,
+        "localhost/bb",
+        "sh",
+        "-c",
+        &format!("timeout 3 wget -q -O - http://{ip}/; exit $?"),
+    ]);
     assert!(!out.status.success(), "an internal network reached {ip}: {}", String::from_utf8_lossy(&out.stdout));
     e.ok(&["rm", "-f", &srv]);
     e.assert_clean();

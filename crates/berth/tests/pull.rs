@@ -128,15 +128,14 @@ fn two_concurrent_pull_processes_both_succeed_and_fetch_each_blob_once() {
     let registry = RegistryProcess::start(RegistryOptions::default());
     let big = |seed: u8| -> Vec<u8> { (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed).collect() };
     let (b1, b2, b3) = (big(1), big(2), big(3));
-    let image = GenImage::new(
-        vec![layer(&[("big/1", Some(&b1))]), layer(&[("big/2", Some(&b2))]), layer(&[("big/3", Some(&b3))])],
-        host_arch(),
-    );
+    let image =
+        GenImage::new(vec![layer(&[("big/1", Some(&b1))]), layer(&[("big/2", Some(&b2))]), layer(&[("big/3", Some(&b3))])], host_arch());
     image.push(&client(&registry.host), "race", "v1");
     let proxy = CountingProxy::start(&registry.host);
     let berth = Berth::new();
     let name = format!("{}/race:v1", proxy.host);
-    let spawn = || berth.cmd(&["pull", "-q", &name]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let spawn =
+        || berth.cmd(&["pull", "-q", &name]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let children = [spawn(), spawn()];
     for child in children {
         let out = child.wait_with_output().unwrap();

@@ -9,8 +9,20 @@ use common::{Env, BIN};
 #[test]
 fn run_rm_prints_output_returns_the_exit_code_and_leaves_nothing() {
     let e = Env::new("rm");
-    let out = e.berth(&["run", "--rm", "-e", "GREETING=hi", "-u", "app", "--hostname", "box", "localhost/demo",
-        "sh", "-c", "echo $GREETING from $(hostname) as $(id -u):$(id -g); exit 5"]);
+    let out = e.berth(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi",
+        "-u",
+        "app",
+        "--hostname",
+        "box",
+        "localhost/demo",
+        "sh",
+        "-c",
+        "echo $GREETING from $(hostname) as $(id -u):$(id -g); exit 5",
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi from box as 4000:4000\n", "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(String::from_utf8_lossy(&e.berth(&["ps", "-a", "-q"]).stdout), "");
@@ -54,11 +66,19 @@ fn rmi_refuses_an_image_a_container_uses_and_force_keeps_its_layers() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{}", String::from_utf8_lossy(&out.stderr));
     // Forced: the name goes, the container's layers stay until it is removed.
     assert!(e.berth(&["rmi", "-f", "localhost/demo"]).status.success());
-    let layers = std::fs::read_dir(e.dir.join("root/layers")).unwrap().filter_map(|d| d.ok()).filter(|d| !d.file_name().to_string_lossy().starts_with('.')).count();
+    let layers = std::fs::read_dir(e.dir.join("root/layers"))
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .filter(|d| !d.file_name().to_string_lossy().starts_with('.'))
+        .count();
     assert_eq!(layers, 1, "the container's snapshot was collected");
     assert!(e.berth(&["rm", "user"]).status.success());
     assert!(e.berth(&["image", "prune"]).status.success());
-    let layers = std::fs::read_dir(e.dir.join("root/layers")).unwrap().filter_map(|d| d.ok()).filter(|d| !d.file_name().to_string_lossy().starts_with('.')).count();
+    let layers = std::fs::read_dir(e.dir.join("root/layers"))
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .filter(|d| !d.file_name().to_string_lossy().starts_with('.'))
+        .count();
     assert_eq!(layers, 0, "an unused snapshot survived prune");
 }
 
@@ -73,7 +93,8 @@ fn pull_and_push_take_the_oci_and_archive_transports() {
     assert!(e.berth(&["push", "localhost/demo", &format!("docker-archive:{}", archive.display())]).status.success());
     for (i, src) in [format!("oci:{}:v1", layout.display()), format!("docker-archive:{}", archive.display())].iter().enumerate() {
         let root = e.dir.join(format!("other{i}"));
-        let berth = |args: &[&str]| Command::new(BIN).arg("--root").arg(&root).arg("--runroot").arg(root.join("run")).args(args).output().unwrap();
+        let berth =
+            |args: &[&str]| Command::new(BIN).arg("--root").arg(&root).arg("--runroot").arg(root.join("run")).args(args).output().unwrap();
         let out = berth(&["pull", src]);
         assert!(out.status.success(), "{src}: {}", String::from_utf8_lossy(&out.stderr));
         let images = String::from_utf8_lossy(&berth(&["images", "-q"]).stdout).into_owned();

@@ -11,8 +11,17 @@ use container_env::{ensure_init_built, stderr, stdout, Env};
 #[test]
 fn a_tmpfs_is_a_tmpfs_and_keeps_a_read_only_root_writable_there() {
     let e = Env::new("tmpfs");
-    let out = e.berth(&["run", "--rm", "--read-only", "--tmpfs", "/tmp:size=2m", "localhost/demo", "sh", "-c",
-        "grep ' /tmp ' /proc/mounts; touch /tmp/ok && echo tmp-writable; touch /srv/nope 2>/dev/null || echo root-read-only"]);
+    let out = e.berth(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/tmp:size=2m",
+        "localhost/demo",
+        "sh",
+        "-c",
+        "grep ' /tmp ' /proc/mounts; touch /tmp/ok && echo tmp-writable; touch /srv/nope 2>/dev/null || echo root-read-only",
+    ]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     let line = text.lines().next().unwrap_or_default();
@@ -28,8 +37,18 @@ fn env_precedence_is_image_then_env_file_then_e_flags() {
     let file = e.dir.join("vars.env");
     std::fs::write(&file, "# a comment\n\nB=file\nC=file\nBERTH_IT_FROM_HOST\nBERTH_IT_UNSET\n").unwrap();
     let out = e
-        .cmd(&["run", "--rm", "--env-file", file.to_str().unwrap(), "-e", "C=flag", "localhost/envimg", "sh", "-c",
-            "echo $A $B $C $BERTH_IT_FROM_HOST ${BERTH_IT_UNSET-unset}"])
+        .cmd(&[
+            "run",
+            "--rm",
+            "--env-file",
+            file.to_str().unwrap(),
+            "-e",
+            "C=flag",
+            "localhost/envimg",
+            "sh",
+            "-c",
+            "echo $A $B $C $BERTH_IT_FROM_HOST ${BERTH_IT_UNSET-unset}",
+        ])
         .env("BERTH_IT_FROM_HOST", "host")
         .env_remove("BERTH_IT_UNSET")
         .output()
@@ -68,8 +87,18 @@ fn ulimit_nofile_sets_the_soft_and_hard_limits() {
 #[test]
 fn sysctl_sets_a_namespaced_kernel_parameter_and_shm_size_sizes_dev_shm() {
     let e = Env::new("sysctl");
-    let out = e.berth(&["run", "--rm", "--sysctl", "kernel.msgmax=12345", "--shm-size", "3m", "localhost/demo", "sh", "-c",
-        "cat /proc/sys/kernel/msgmax; grep ' /dev/shm ' /proc/mounts"]);
+    let out = e.berth(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "kernel.msgmax=12345",
+        "--shm-size",
+        "3m",
+        "localhost/demo",
+        "sh",
+        "-c",
+        "cat /proc/sys/kernel/msgmax; grep ' /dev/shm ' /proc/mounts",
+    ]);
     let text = stdout(&out);
     assert!(text.starts_with("12345\n") && text.contains("size=3072k"), "{text}{}", stderr(&out));
     // The host's value is untouched.
@@ -82,7 +111,22 @@ fn cpu_and_memory_flags_reach_the_containers_cgroup() {
     let script = "c=/sys/fs/cgroup; if [ -d $c/cpuset ]; then \
         echo v1 $(cat $c/cpuset/cpuset.cpus $c/cpu/cpu.shares $c/memory/memory.limit_in_bytes) $(cat $c/memory/memory.memsw.limit_in_bytes 2>/dev/null || echo none); \
         else echo v2 $(cat $c/cpuset.cpus $c/cpu.weight $c/memory.max) $(cat $c/memory.swap.max 2>/dev/null || echo none); fi";
-    let out = e.berth(&["run", "--rm", "--cpuset-cpus", "0", "--cpu-shares", "512", "--memory", "64m", "--memory-swap", "128m", "localhost/demo", "sh", "-c", script]);
+    let out = e.berth(&[
+        "run",
+        "--rm",
+        "--cpuset-cpus",
+        "0",
+        "--cpu-shares",
+        "512",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "localhost/demo",
+        "sh",
+        "-c",
+        script,
+    ]);
     let text = stdout(&out);
     let f: Vec<&str> = text.split_whitespace().collect();
     assert!(out.status.success() && f.len() == 5, "{text}{}", stderr(&out));
@@ -98,8 +142,16 @@ fn cpu_and_memory_flags_reach_the_containers_cgroup() {
 #[test]
 fn a_device_appears_at_its_container_path_and_is_usable() {
     let e = Env::new("device");
-    let out = e.berth(&["run", "--rm", "--device", "/dev/null:/dev/mynull", "localhost/demo", "sh", "-c",
-        "echo gone > /dev/mynull && stat -c '%F %t:%T' /dev/mynull"]);
+    let out = e.berth(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/mynull",
+        "localhost/demo",
+        "sh",
+        "-c",
+        "echo gone > /dev/mynull && stat -c '%F %t:%T' /dev/mynull",
+    ]);
     assert_eq!(stdout(&out), "character special file 1:3\n", "{}", stderr(&out));
 }
 
@@ -128,7 +180,15 @@ fn init_forwards_sigterm_and_exits_with_the_commands_status() {
     ensure_init_built();
     let e = Env::new("init-signal");
     let mut child = e
-        .cmd(&["run", "--rm", "--init", "localhost/demo", "sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done"])
+        .cmd(&[
+            "run",
+            "--rm",
+            "--init",
+            "localhost/demo",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -173,7 +233,10 @@ fn init_without_berth_init_next_to_berth_is_refused_clearly() {
         std::fs::copy(container_env::BIN, &bin).unwrap();
     }
     let out = std::process::Command::new(&bin)
-        .arg("--root").arg(e.dir.join("root")).arg("--runroot").arg(e.dir.join("run"))
+        .arg("--root")
+        .arg(e.dir.join("root"))
+        .arg("--runroot")
+        .arg(e.dir.join("run"))
         .args(["run", "--rm", "--init", "localhost/demo", "true"])
         .output()
         .unwrap();

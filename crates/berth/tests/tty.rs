@@ -119,8 +119,18 @@ fn berth_cmd(e: &Env, args: &[&str]) -> Command {
 fn run_t_gives_the_container_a_terminal_of_our_size_and_relays_output_and_status() {
     let e = Env::new("tty-run");
     let r = run_in_pty(
-        berth_cmd(&e, &["run", "--rm", "-t", "localhost/demo", "sh", "-c",
-            "test -t 0 && test -t 1 && test -t 2 && echo TTY-OK; busybox tty; busybox stty size; exit 3"]),
+        berth_cmd(
+            &e,
+            &[
+                "run",
+                "--rm",
+                "-t",
+                "localhost/demo",
+                "sh",
+                "-c",
+                "test -t 0 && test -t 1 && test -t 2 && echo TTY-OK; busybox tty; busybox stty size; exit 3",
+            ],
+        ),
         b"",
         Duration::ZERO,
     );
@@ -134,7 +144,11 @@ fn run_t_gives_the_container_a_terminal_of_our_size_and_relays_output_and_status
 #[test]
 fn a_foreground_run_t_is_logged_like_a_detached_one() {
     let e = Env::new("tty-logged");
-    let r = run_in_pty(berth_cmd(&e, &["run", "--name", "kept", "-t", "localhost/demo", "sh", "-c", "echo first; echo second"]), b"", Duration::ZERO);
+    let r = run_in_pty(
+        berth_cmd(&e, &["run", "--name", "kept", "-t", "localhost/demo", "sh", "-c", "echo first; echo second"]),
+        b"",
+        Duration::ZERO,
+    );
     assert_eq!(r.status, Some(0), "{}", r.output);
     assert!(r.output.contains("first\nsecond\n"), "{}", r.output);
     assert_eq!(e.ok(&["logs", "kept"]).replace('\r', ""), "first\nsecond");
@@ -178,8 +192,10 @@ fn exec_t_in_a_running_container_gets_a_terminal_and_returns_the_status() {
     let e = Env::new("tty-exec");
     e.ok(&["run", "-d", "--name", "box", "localhost/demo", "sleep", "1000"]);
     let r = run_in_pty(
-        berth_cmd(&e, &["exec", "-t", "box", "sh", "-c",
-            "test -t 0 && test -t 1 && echo EXEC-TTY; busybox tty; busybox stty size; exit 5"]),
+        berth_cmd(
+            &e,
+            &["exec", "-t", "box", "sh", "-c", "test -t 0 && test -t 1 && echo EXEC-TTY; busybox tty; busybox stty size; exit 5"],
+        ),
         b"",
         Duration::ZERO,
     );
@@ -187,11 +203,8 @@ fn exec_t_in_a_running_container_gets_a_terminal_and_returns_the_status() {
     assert!(r.output.contains("EXEC-TTY\n"), "{}", r.output);
     assert!(r.output.contains("/dev/pts/"), "{}", r.output);
     assert!(r.output.contains("33 111\n"), "{}", r.output);
-    let r = run_in_pty(
-        berth_cmd(&e, &["exec", "-it", "box", "sh", "-c", "read x; echo exec-got:$x"]),
-        b"abc\r",
-        Duration::from_millis(1500),
-    );
+    let r =
+        run_in_pty(berth_cmd(&e, &["exec", "-it", "box", "sh", "-c", "read x; echo exec-got:$x"]), b"abc\r", Duration::from_millis(1500));
     assert_eq!(r.status, Some(0), "{}", r.output);
     assert!(r.output.contains("exec-got:abc\n"), "{}", r.output);
 }
@@ -199,8 +212,17 @@ fn exec_t_in_a_running_container_gets_a_terminal_and_returns_the_status() {
 #[test]
 fn run_d_t_logs_the_terminal_and_exec_t_gets_a_second_one() {
     let e = Env::new("tty-detached");
-    e.ok(&["run", "-d", "-t", "--name", "term", "localhost/demo", "sh", "-c",
-        "test -t 0 && echo DETACHED-TTY; busybox tty; exec sleep 1000"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "term",
+        "localhost/demo",
+        "sh",
+        "-c",
+        "test -t 0 && echo DETACHED-TTY; busybox tty; exec sleep 1000",
+    ]);
     e.wait_for("term", "{{.State.Status}}", "running");
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut logs = String::new();

@@ -54,7 +54,16 @@ fn a_named_volume_keeps_its_data_across_containers_and_ro_refuses_writes() {
     e.ok(&["run", "--rm", "-v", "data:/d", "localhost/demo", "sh", "-c", "echo kept > /d/file"]);
     assert_eq!(e.ok(&["run", "--rm", "-v", "data:/other", "localhost/demo", "cat", "/other/file"]), "kept\n");
     assert_eq!(std::fs::read_to_string(e.dir.join("root/volumes/data/_data/file")).unwrap(), "kept\n");
-    let out = e.berth(&["run", "--rm", "--mount", "source=data,target=/d,readonly", "localhost/demo", "sh", "-c", "cat /d/file; echo x > /d/file"]);
+    let out = e.berth(&[
+        "run",
+        "--rm",
+        "--mount",
+        "source=data,target=/d,readonly",
+        "localhost/demo",
+        "sh",
+        "-c",
+        "cat /d/file; echo x > /d/file",
+    ]);
     assert_eq!(stdout(&out), "kept\n");
     assert_ne!(out.status.code(), Some(0), "a write to a read-only volume succeeded");
     let out = e.berth(&["run", "--rm", "-v", "data:/d:ro", "localhost/demo", "rm", "/d/file"]);
@@ -79,7 +88,16 @@ fn a_new_volume_gets_a_copy_of_the_images_content_with_its_owners() {
 fn image_volumes_and_anonymous_volumes_go_with_run_rm() {
     let e = Env::new("anonymous");
     e.load_image("localhost/withvol:latest", serde_json::json!({"Volumes": {"/srv": {}}, "ExposedPorts": {"80/tcp": {}}, "Cmd": ["sh"]}));
-    let out = e.ok(&["run", "--rm", "-v", "/scratch", "localhost/withvol", "sh", "-c", "grep -c ' /srv \\| /scratch ' /proc/mounts; cat /srv/seed"]);
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "/scratch",
+        "localhost/withvol",
+        "sh",
+        "-c",
+        "grep -c ' /srv \\| /scratch ' /proc/mounts; cat /srv/seed",
+    ]);
     assert_eq!(out, "2\nfrom the image\n");
     assert_eq!(e.ok(&["volume", "ls", "-q"]), "", "run --rm left anonymous volumes");
     // Also when the command cannot start (docker's 127).

@@ -74,10 +74,7 @@ impl V1Manager {
     }
 
     fn freezer(&self) -> Result<&Path> {
-        self.dir("freezer").ok_or_else(|| Error::ControllerMissing {
-            controller: "freezer".into(),
-            resource: "freeze/thaw".into(),
-        })
+        self.dir("freezer").ok_or_else(|| Error::ControllerMissing { controller: "freezer".into(), resource: "freeze/thaw".into() })
     }
 
     fn set_freezer_state(&self, want: &str) -> Result<()> {
@@ -165,10 +162,7 @@ impl CgroupManager for V1Manager {
     }
 
     fn pids(&self) -> Result<Vec<i32>> {
-        let dir = PIDS_SOURCE
-            .iter()
-            .find_map(|c| self.dir(c))
-            .or_else(|| self.paths.values().next().map(PathBuf::as_path));
+        let dir = PIDS_SOURCE.iter().find_map(|c| self.dir(c)).or_else(|| self.paths.values().next().map(PathBuf::as_path));
         match dir {
             Some(d) => cgroupfs::all_pids(d),
             None => Ok(Vec::new()),
@@ -226,10 +220,9 @@ impl CgroupManager for V1Manager {
     }
 
     fn oom_kill_count(&self) -> Result<u64> {
-        let dir = self.dir("memory").ok_or_else(|| Error::ControllerMissing {
-            controller: "memory".into(),
-            resource: "OOM kill count".into(),
-        })?;
+        let dir = self
+            .dir("memory")
+            .ok_or_else(|| Error::ControllerMissing { controller: "memory".into(), resource: "OOM kill count".into() })?;
         Ok(cgroupfs::read_keyed(dir, "memory.oom_control", "oom_kill")?.unwrap_or(0))
     }
 

@@ -3,9 +3,7 @@
 use std::io::ErrorKind;
 use std::path::Path;
 
-use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxNetwork, LinuxResources, LinuxThrottleDevice,
-};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxNetwork, LinuxResources, LinuxThrottleDevice};
 
 use super::V1Manager;
 use crate::cgroupfs;
@@ -13,10 +11,7 @@ use crate::error::{Error, Result};
 use crate::resources::{check_cpuset_list, check_page_size, check_quota, device_rule_line, limit_v1, rdma_line};
 
 fn need<'a>(m: &'a V1Manager, controller: &str, resource: &str) -> Result<&'a Path> {
-    m.dir(controller).ok_or_else(|| Error::ControllerMissing {
-        controller: controller.into(),
-        resource: resource.into(),
-    })
+    m.dir(controller).ok_or_else(|| Error::ControllerMissing { controller: controller.into(), resource: resource.into() })
 }
 
 fn invalid(file: &str, value: impl ToString, reason: impl ToString) -> Error {
@@ -26,9 +21,7 @@ fn invalid(file: &str, value: impl ToString, reason: impl ToString) -> Error {
 /// Applies every resource of `r` that is set.
 pub(super) fn set(m: &V1Manager, r: &LinuxResources) -> Result<()> {
     if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
-        return Err(Error::Unsupported(
-            "linux.resources.unified on a cgroup v1 host (use the typed resource fields)".into(),
-        ));
+        return Err(Error::Unsupported("linux.resources.unified on a cgroup v1 host (use the typed resource fields)".into()));
     }
     if let Some(mem) = r.memory() {
         set_memory(need(m, "memory", "linux.resources.memory")?, mem)?;
@@ -120,9 +113,7 @@ fn set_memory(dir: &Path, mem: &LinuxMemory) -> Result<()> {
     };
     // The kernel wants memory <= memory+swap at every step, so the order depends on the change.
     let swap_first = match (&limit_s, &swap_s) {
-        (Some(_), Some(_)) => {
-            swap == -1 || cgroupfs::read_u64_or_zero(dir, "memory.limit_in_bytes")? < swap as u64
-        }
+        (Some(_), Some(_)) => swap == -1 || cgroupfs::read_u64_or_zero(dir, "memory.limit_in_bytes")? < swap as u64,
         _ => false,
     };
     if swap_first {
@@ -196,9 +187,7 @@ fn set_cpu(dir: &Path, cpu: &LinuxCpu) -> Result<()> {
                 tracing::warn!(dir = %dir.display(), "cpu.cfs_burst_us absent; cpu burst ignored")
             }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) && quota != 0 => burst_later = Some(v),
-            Err(source) => {
-                return Err(Error::Write { dir: dir.into(), file: "cpu.cfs_burst_us".into(), value: v, source })
-            }
+            Err(source) => return Err(Error::Write { dir: dir.into(), file: "cpu.cfs_burst_us".into(), value: v, source }),
         }
     }
     if quota != 0 {
@@ -335,10 +324,7 @@ fn set_network(m: &V1Manager, net: &LinuxNetwork) -> Result<()> {
 
 /// Denies everything, then replays the spec's rules in order, as runc's v1 driver did.
 fn set_devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
-    let lines = rules
-        .iter()
-        .map(|r| Ok((r.allow(), device_rule_line(r)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let lines = rules.iter().map(|r| Ok((r.allow(), device_rule_line(r)?))).collect::<Result<Vec<_>>>()?;
     cgroupfs::write(dir, "devices.deny", "a")?;
     for (allow, line) in lines {
         cgroupfs::write(dir, if allow { "devices.allow" } else { "devices.deny" }, &line)?;

@@ -133,10 +133,9 @@ fn blkio(d: &Path) -> Result<BlkioStats> {
     };
     // BFQ without CONFIG_BFQ_CGROUP_DEBUG may report nothing; fall back to the throttle counters.
     if prefix != "blkio.throttle" && b.io_service_bytes_recursive.is_empty() {
-        for (name, list) in [
-            ("io_service_bytes_recursive", &mut b.io_service_bytes_recursive),
-            ("io_serviced_recursive", &mut b.io_serviced_recursive),
-        ] {
+        for (name, list) in
+            [("io_service_bytes_recursive", &mut b.io_service_bytes_recursive), ("io_serviced_recursive", &mut b.io_serviced_recursive)]
+        {
             let file = format!("blkio.throttle.{name}");
             if let Some(text) = read_opt(d, &file)? {
                 *list = parse_blkio_v1(d, &file, &text)?;

@@ -69,11 +69,8 @@ impl V2Manager {
             path: self.leaf.display().to_string(),
             reason: format!("not below the cgroup2 mount {}", self.root.display()),
         })?;
-        let wanted: Vec<String> = cgroupfs::read_opt(&self.root, "cgroup.controllers")?
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(|c| format!("+{c}"))
-            .collect();
+        let wanted: Vec<String> =
+            cgroupfs::read_opt(&self.root, "cgroup.controllers")?.unwrap_or_default().split_whitespace().map(|c| format!("+{c}")).collect();
         let mut current = self.root.clone();
         for component in rel.components() {
             if !wanted.is_empty() {
@@ -191,10 +188,7 @@ impl CgroupManager for V2Manager {
             tracing::warn!(error = %e, "cannot create the v2 cgroup for CLONE_INTO_CGROUP");
             return None;
         }
-        let opened = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&self.leaf);
+        let opened = OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC).open(&self.leaf);
         match opened {
             Ok(f) => Some(OwnedFd::from(f)),
             Err(e) => {

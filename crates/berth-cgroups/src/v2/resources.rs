@@ -8,9 +8,7 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources, Lin
 use super::devices_bpf::DeviceFilter;
 use crate::cgroupfs;
 use crate::error::{Error, Result};
-use crate::resources::{
-    blkio_weight_to_v2, check_page_size, check_quota, limit_v2, rdma_line, shares_to_weight, swap_to_v2,
-};
+use crate::resources::{blkio_weight_to_v2, check_page_size, check_quota, limit_v2, rdma_line, shares_to_weight, swap_to_v2};
 use crate::v1::set_cpuset;
 
 fn invalid(file: &str, value: impl ToString, reason: impl ToString) -> Error {
@@ -26,9 +24,7 @@ pub(super) fn set(dir: &Path, r: &LinuxResources) -> Result<()> {
     };
     if let Some(net) = r.network() {
         if net.class_id().is_some() || net.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
-            return Err(Error::Unsupported(
-                "linux.resources.network (net_cls/net_prio) on cgroup v2".into(),
-            ));
+            return Err(Error::Unsupported("linux.resources.network (net_cls/net_prio) on cgroup v2".into()));
         }
     }
     if let Some(filter) = &device_filter {
@@ -88,9 +84,7 @@ fn set_memory(dir: &Path, mem: &LinuxMemory) -> Result<()> {
             Ok(()) => {}
             // Without swap accounting, "no swap" and "unlimited swap" are both already true.
             Err(e) if e.kind() == ErrorKind::NotFound && (s == "max" || s == "0") => {}
-            Err(source) => {
-                return Err(Error::Write { dir: dir.into(), file: "memory.swap.max".into(), value: s.clone(), source })
-            }
+            Err(source) => return Err(Error::Write { dir: dir.into(), file: "memory.swap.max".into(), value: s.clone(), source }),
         }
     }
     if let Some(l) = &limit_s {
@@ -140,9 +134,7 @@ fn set_cpu(dir: &Path, cpu: &LinuxCpu) -> Result<()> {
             }
             // A burst above the old quota is refused until the new quota is in.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) && quota != 0 => burst_later = Some(v),
-            Err(source) => {
-                return Err(Error::Write { dir: dir.into(), file: "cpu.max.burst".into(), value: v, source })
-            }
+            Err(source) => return Err(Error::Write { dir: dir.into(), file: "cpu.max.burst".into(), value: v, source }),
         }
     }
     if quota != 0 || period != 0 {
@@ -178,11 +170,7 @@ fn set_io(dir: &Path, bio: &LinuxBlockIo) -> Result<()> {
         if wd.major() < 0 || wd.minor() < 0 {
             return Err(invalid("io.weight", format!("{}:{}", wd.major(), wd.minor()), "negative device number"));
         }
-        let (file, w) = if bfq {
-            ("io.bfq.weight", u64::from(w))
-        } else {
-            ("io.weight", blkio_weight_to_v2("io.weight", w)?)
-        };
+        let (file, w) = if bfq { ("io.bfq.weight", u64::from(w)) } else { ("io.weight", blkio_weight_to_v2("io.weight", w)?) };
         cgroupfs::write(dir, file, &format!("{}:{} {w}", wd.major(), wd.minor()))?;
     }
     let throttles: [(&str, &Option<Vec<LinuxThrottleDevice>>); 4] = [

@@ -16,11 +16,11 @@ use berth_runtime::rootfs::safe_path;
 /// Filesystems whose content is the kernel's, not the container's: `cp` does not descend
 /// into them (a running container's `/proc`, `/sys`, cgroups), as docker's view has none.
 const PSEUDO_FS: &[i64] = &[
-    0x9fa0,     // proc
+    0x9fa0,      // proc
     0x6265_6572, // sysfs
     0x0027_e0eb, // cgroup
     0x6367_7270, // cgroup2
-    0x1cd1,     // devpts
+    0x1cd1,      // devpts
     0x7363_6673, // securityfs
     0x6462_6720, // debugfs
     0x7472_6163, // tracefs

@@ -132,7 +132,8 @@ impl<'a> Extractor<'a> {
                     remove_non_dir(parent, &cname).map_err(|e| err(&rel, "replace", e))?;
                     let t = cstr(target.as_os_str())?;
                     // SAFETY: valid C strings; symlinkat creates the link itself, following nothing.
-                    check(unsafe { libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), cname.as_ptr()) }).map_err(|e| err(&rel, "symlink", e))?;
+                    check(unsafe { libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), cname.as_ptr()) })
+                        .map_err(|e| err(&rel, "symlink", e))?;
                     set_link_attrs(parent, &cname, ids, mtime).map_err(|e| err(&rel, "set the owner", e))?;
                 }
                 tar::EntryType::Link => {
@@ -189,8 +190,7 @@ impl<'a> Extractor<'a> {
             return fd.try_clone();
         }
         let path = self.base.join(rel);
-        let fd = safe_path::mkdir_all_in_root(self.root, &path, Mode::from_bits_truncate(0o755))
-            .map_err(|e| err(&path, "directory", e))?;
+        let fd = safe_path::mkdir_all_in_root(self.root, &path, Mode::from_bits_truncate(0o755)).map_err(|e| err(&path, "directory", e))?;
         let copy = fd.try_clone()?;
         self.dirs.insert(rel.to_path_buf(), fd);
         Ok(copy)
@@ -198,7 +198,15 @@ impl<'a> Extractor<'a> {
 
     /// Make directory `name` in `parent` (an existing one is kept; a symlink to a directory is
     /// followed inside the root). Returns its fd unless it is reached through a symlink.
-    fn make_dir(&mut self, parent: BorrowedFd, name: &CString, rel: &Path, mode: u32, ids: Option<(u32, u32)>, mtime: i64) -> std::io::Result<Option<OwnedFd>> {
+    fn make_dir(
+        &mut self,
+        parent: BorrowedFd,
+        name: &CString,
+        rel: &Path,
+        mode: u32,
+        ids: Option<(u32, u32)>,
+        mtime: i64,
+    ) -> std::io::Result<Option<OwnedFd>> {
         // SAFETY: a valid C string relative to a directory fd.
         let made = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) } == 0;
         if !made && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
@@ -250,10 +258,7 @@ fn create_excl(dir: BorrowedFd, name: &CString, rel: &Path) -> std::io::Result<O
 }
 
 fn timespecs(mtime: i64) -> [libc::timespec; 2] {
-    [
-        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-        libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 },
-    ]
+    [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 }]
 }
 
 /// Owner (chown clears set-id bits, so first), mode and mtime of a file or directory we opened.

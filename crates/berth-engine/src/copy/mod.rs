@@ -138,7 +138,10 @@ fn is_dir(fd: BorrowedFd) -> Result<bool> {
 }
 
 /// Run `produce` (writing a tar stream) on a thread and `consume` (reading it) here.
-fn through_pipe(produce: impl FnOnce(std::fs::File) -> std::io::Result<()> + Send, consume: impl FnOnce(std::fs::File) -> std::io::Result<u64>) -> std::io::Result<()> {
+fn through_pipe(
+    produce: impl FnOnce(std::fs::File) -> std::io::Result<()> + Send,
+    consume: impl FnOnce(std::fs::File) -> std::io::Result<u64>,
+) -> std::io::Result<()> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two fds into a valid array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -186,10 +189,8 @@ impl Engine {
             return Ok((root, p));
         }
         let config = self.dirs(&row.id).bundle().join("config.json");
-        let spec: serde_json::Value = std::fs::read(&config)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null);
+        let spec: serde_json::Value =
+            std::fs::read(&config).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::Value::Null);
         // (depth, source, read-only, a file bind)
         let mut best: Option<(usize, PathBuf, bool, bool)> = None;
         for m in spec["mounts"].as_array().into_iter().flatten() {
@@ -245,7 +246,10 @@ impl Engine {
             return Err(Error::Invalid(format!("container {}: {}: not a directory", row.name, src.text)));
         }
         if archive::on_pseudo_fs(fd.as_fd()) {
-            return Err(Error::Invalid(format!("container {}: {}: copying from the kernel's proc, sys or cgroup files is not supported", row.name, src.text)));
+            return Err(Error::Invalid(format!(
+                "container {}: {}: copying from the kernel's proc, sys or cgroup files is not supported",
+                row.name, src.text
+            )));
         }
         Ok((fd, dir))
     }

@@ -79,16 +79,17 @@ pub fn load(store: &Store, archive: &TarIndex, selector: Option<&ArchiveSelector
     let origin = archive.path().display().to_string();
     let entries: Vec<ArchiveEntry> = serde_json::from_slice(&archive.read_small("manifest.json")?)
         .map_err(|e| Error::Format { what: format!("manifest.json in {origin}"), message: e.to_string() })?;
-    let tags_of = |e: &ArchiveEntry| -> Vec<Reference> {
-        e.repo_tags.iter().flatten().filter_map(|t| Reference::parse(t).ok()).collect()
-    };
+    let tags_of = |e: &ArchiveEntry| -> Vec<Reference> { e.repo_tags.iter().flatten().filter_map(|t| Reference::parse(t).ok()).collect() };
     let chosen: Vec<(usize, &ArchiveEntry)> = match selector {
         None => entries.iter().enumerate().collect(),
         Some(ArchiveSelector::Index(n)) => entries.get(*n).map(|e| vec![(*n, e)]).unwrap_or_default(),
         Some(ArchiveSelector::Reference(r)) => entries.iter().enumerate().filter(|(_, e)| tags_of(e).contains(r)).collect(),
     };
     if chosen.is_empty() {
-        return Err(Error::NotFound(format!("no image {} in archive {origin}", selector.map_or("at all".to_string(), |s| format!("{s:?}")))));
+        return Err(Error::NotFound(format!(
+            "no image {} in archive {origin}",
+            selector.map_or("at all".to_string(), |s| format!("{s:?}"))
+        )));
     }
     let mut staging = Staging::new(store)?;
     let mut loaded = Vec::new();
@@ -154,7 +155,11 @@ fn load_layer(staging: &mut Staging<'_>, archive: &TarIndex, member: &str, diff_
     let named = name_digest(member);
     if compression == Compression::None {
         if let Some(named) = named.filter(|n| n != diff_id) {
-            return Err(Error::DigestMismatch { what: format!("diff_id of {what}"), expected: diff_id.to_string(), actual: named.to_string() });
+            return Err(Error::DigestMismatch {
+                what: format!("diff_id of {what}"),
+                expected: diff_id.to_string(),
+                actual: named.to_string(),
+            });
         }
         let (reader, _) = archive.open_member(member)?;
         staging.put(reader, diff_id, size).map_err(|e| rename(e, &what))?;
@@ -168,7 +173,11 @@ fn load_layer(staging: &mut Staging<'_>, archive: &TarIndex, member: &str, diff_
     let (actual_diff, _) = plain.finish().io_context(|| format!("decompress {what}"))?;
     let (blob_digest, _) = raw.finish().io_context(|| format!("read {what}"))?;
     if actual_diff != *diff_id {
-        return Err(Error::DigestMismatch { what: format!("diff_id of {what}"), expected: diff_id.to_string(), actual: actual_diff.to_string() });
+        return Err(Error::DigestMismatch {
+            what: format!("diff_id of {what}"),
+            expected: diff_id.to_string(),
+            actual: actual_diff.to_string(),
+        });
     }
     if let Some(named) = named.filter(|n| *n != blob_digest) {
         return Err(Error::DigestMismatch { what, expected: named.to_string(), actual: blob_digest.to_string() });
@@ -252,7 +261,8 @@ pub fn save<W: Write>(store: &Store, images: &[StoredImage], tags: &[Vec<Referen
             "config": { "mediaType": OCI_CONFIG, "digest": parts.config.digest.to_string(), "size": config.len() },
             "layers": layer_descs,
         });
-        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Format { what: format!("image {name}"), message: e.to_string() })?;
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(|e| Error::Format { what: format!("image {name}"), message: e.to_string() })?;
         let manifest_digest = sha256_bytes(&manifest_bytes);
         if written.insert(manifest_digest.clone()) {
             tar.bytes(&blob_name(&manifest_digest)?, &manifest_bytes)?;
@@ -282,14 +292,25 @@ pub fn save<W: Write>(store: &Store, images: &[StoredImage], tags: &[Vec<Referen
 }
 
 /// Write one layer uncompressed as `blobs/sha256/<diff_id hex>`, verified; returns its size.
-fn write_layer<W: Write>(store: &Store, tar: &mut TarOut<W>, layer: &super::image::BlobRef, diff_id: &Digest, image: &Reference, tmp_dir: &Path) -> Result<u64> {
+fn write_layer<W: Write>(
+    store: &Store,
+    tar: &mut TarOut<W>,
+    layer: &super::image::BlobRef,
+    diff_id: &Digest,
+    image: &Reference,
+    tmp_dir: &Path,
+) -> Result<u64> {
     let what = format!("layer {} of image {image}", layer.digest);
     let compression = convert::layer_compression(&layer.media_type)?;
     let blob = store.open_blob(&layer.digest)?;
     let name = blob_name(diff_id)?;
     if compression == Compression::None {
         if layer.digest != *diff_id {
-            return Err(Error::DigestMismatch { what: format!("diff_id of {what}"), expected: diff_id.to_string(), actual: layer.digest.to_string() });
+            return Err(Error::DigestMismatch {
+                what: format!("diff_id of {what}"),
+                expected: diff_id.to_string(),
+                actual: layer.digest.to_string(),
+            });
         }
         let mut reader = VerifyingReader::new(blob, &layer.digest, layer.size, what);
         tar.file(&name, layer.size, &mut reader)?;
@@ -303,7 +324,11 @@ fn write_layer<W: Write>(store: &Store, tar: &mut TarOut<W>, layer: &super::imag
     let (actual, size) = plain.finish().io_context(|| format!("decompress {what}"))?;
     io::copy(&mut raw, &mut io::sink()).io_context(|| format!("read {what}"))?;
     if actual != *diff_id {
-        return Err(Error::DigestMismatch { what: format!("diff_id of {what}"), expected: diff_id.to_string(), actual: actual.to_string() });
+        return Err(Error::DigestMismatch {
+            what: format!("diff_id of {what}"),
+            expected: diff_id.to_string(),
+            actual: actual.to_string(),
+        });
     }
     tmp.rewind().io_context(|| format!("rewind the temp copy of {what}"))?;
     tar.file(&name, size, &mut tmp)?;

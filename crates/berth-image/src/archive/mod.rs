@@ -69,7 +69,9 @@ pub fn load(store: &Store, source: &Transport, name: Option<&Reference>) -> Resu
         Transport::OciDir { path, tag } => oci_layout::load(store, &oci_layout::DirSource::new(path), tag.as_deref(), name),
         Transport::OciArchive { path, tag } => oci_archive::load(store, &TarIndex::open(path)?, tag.as_deref(), name),
         Transport::DockerArchive { path, selector } => docker_archive::load(store, &TarIndex::open(path)?, selector.as_ref(), name),
-        Transport::Docker(r) => Err(Error::Format { what: format!("docker://{r}"), message: "a registry image is pulled, not loaded".into() }),
+        Transport::Docker(r) => {
+            Err(Error::Format { what: format!("docker://{r}"), message: "a registry image is pulled, not loaded".into() })
+        }
     }
 }
 
@@ -143,7 +145,9 @@ pub fn save(store: &Store, images: &[Reference], dest: &Transport) -> Result<()>
             file.into_inner().map_err(|e| Error::Io { context: format!("write {}", path.display()), source: e.into_error() })?;
             out.commit()
         }
-        Transport::Docker(r) => Err(Error::Format { what: format!("docker://{r}"), message: "a registry image is pushed, not saved".into() }),
+        Transport::Docker(r) => {
+            Err(Error::Format { what: format!("docker://{r}"), message: "a registry image is pushed, not saved".into() })
+        }
     }
 }
 
@@ -181,9 +185,7 @@ pub fn resolve_all(store: &Store, images: &[Reference]) -> Result<Vec<StoredImag
 /// The `org.opencontainers.image.ref.name` of each image: the transport's tag, or the full name.
 fn ref_names(images: &[StoredImage], tag: Option<&str>, dest: &Transport) -> Result<Vec<String>> {
     match tag {
-        Some(_) if images.len() > 1 => {
-            Err(Error::Format { what: dest.to_string(), message: "one tag cannot name several images".into() })
-        }
+        Some(_) if images.len() > 1 => Err(Error::Format { what: dest.to_string(), message: "one tag cannot name several images".into() }),
         Some(t) => Ok(vec![t.to_string()]),
         None => Ok(images.iter().map(|i| i.name.to_string()).collect()),
     }
@@ -216,8 +218,7 @@ impl OutputFile {
     fn commit(mut self) -> Result<()> {
         let f = self.file()?;
         f.sync_all().io_context(|| format!("fsync {}", self.tmp.display()))?;
-        std::fs::rename(&self.tmp, &self.dest)
-            .io_context(|| format!("rename {} to {}", self.tmp.display(), self.dest.display()))?;
+        std::fs::rename(&self.tmp, &self.dest).io_context(|| format!("rename {} to {}", self.tmp.display(), self.dest.display()))?;
         self.committed = true;
         Ok(())
     }

@@ -55,7 +55,9 @@ impl<W: Write> TarOut<W> {
     pub fn file(&mut self, name: &str, size: u64, reader: &mut dyn Read) -> Result<()> {
         self.parents(name)?;
         let mut h = Self::header(tar::EntryType::Regular, 0o644, size);
-        self.builder.append_data(&mut h, name, reader).map_err(|e| Error::Io { context: format!("write {name} to {}", self.what), source: e })
+        self.builder
+            .append_data(&mut h, name, reader)
+            .map_err(|e| Error::Io { context: format!("write {name} to {}", self.what), source: e })
     }
 
     /// Add a small file from memory.

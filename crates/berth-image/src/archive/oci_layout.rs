@@ -56,11 +56,8 @@ impl LayoutSource for DirSource {
 
     fn open(&self, name: &str) -> Result<(Box<dyn Read + '_>, u64)> {
         let path = self.root.join(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| match e.kind() {
+        let file =
+            OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&path).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => Error::NotFound(format!("{} in layout {}", name, self.root.display())),
                 _ => Error::Io { context: format!("open {}", path.display()), source: e },
             })?;
@@ -116,9 +113,10 @@ impl IndexEntry {
     fn matches(&self, tag: &str) -> bool {
         let Some(ann) = self.annotations.as_ref() else { return false };
         let normalised = Reference::parse(tag).ok();
-        [ANNOTATION_REF_NAME, ANNOTATION_BERTH_NAME].iter().filter_map(|k| ann.get(*k)).any(|n| {
-            n == tag || (n.contains(['/', ':']) && normalised.is_some() && Reference::parse(n).ok() == normalised)
-        })
+        [ANNOTATION_REF_NAME, ANNOTATION_BERTH_NAME]
+            .iter()
+            .filter_map(|k| ann.get(*k))
+            .any(|n| n == tag || (n.contains(['/', ':']) && normalised.is_some() && Reference::parse(n).ok() == normalised))
     }
 }
 
@@ -181,7 +179,11 @@ pub fn load(store: &Store, src: &dyn LayoutSource, tag: Option<&str>, name: Opti
             names: vec![image_name],
             manifest: parts.descriptor(),
             config: parts.config.digest.clone(),
-            layers: parts.layers.iter().map(|l| oci_spec::image::Descriptor::new(l.media_type.as_str().into(), l.size, l.digest.clone())).collect(),
+            layers: parts
+                .layers
+                .iter()
+                .map(|l| oci_spec::image::Descriptor::new(l.media_type.as_str().into(), l.size, l.digest.clone()))
+                .collect(),
         });
     }
     staging.commit(&loaded)?;
@@ -258,8 +260,8 @@ impl LayoutSink for DirSink {
         let root = self.store.root().to_path_buf();
         let path = root.join("index.json");
         let bytes = std::fs::read(&path).io_context(|| format!("read {}", path.display()))?;
-        let mut index: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Format { what: path.display().to_string(), message: e.to_string() })?;
+        let mut index: Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Format { what: path.display().to_string(), message: e.to_string() })?;
         let new_names: Vec<&Value> = entries.iter().map(|e| &e["annotations"][ANNOTATION_REF_NAME]).collect();
         let mut manifests: Vec<Value> = index.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
         manifests.retain(|m| !new_names.contains(&&m["annotations"][ANNOTATION_REF_NAME]));

@@ -86,9 +86,7 @@ impl TarIndex {
                     Ok(target.to_string_lossy().into_owned())
                 };
                 let member = match entry.header().entry_type() {
-                    EntryType::Regular | EntryType::Continuous => {
-                        Member::File { offset: entry.raw_file_position(), size: entry.size() }
-                    }
+                    EntryType::Regular | EntryType::Continuous => Member::File { offset: entry.raw_file_position(), size: entry.size() },
                     EntryType::Symlink => Member::Symlink(link()?),
                     EntryType::Link => Member::Hardlink(link()?),
                     _ => continue,

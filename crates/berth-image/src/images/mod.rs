@@ -48,11 +48,8 @@ pub struct Image {
 impl Image {
     /// Read the image that `descriptor` points to.
     pub fn load(store: &Store, descriptor: &Descriptor) -> Result<Image> {
-        let manifest_desc = if is_index_media_type(descriptor.media_type().as_ref()) {
-            host_manifest(store, descriptor)?
-        } else {
-            descriptor.clone()
-        };
+        let manifest_desc =
+            if is_index_media_type(descriptor.media_type().as_ref()) { host_manifest(store, descriptor)? } else { descriptor.clone() };
         let manifest_digest = manifest_desc.digest().clone();
         let manifest = read_json(store, &manifest_digest, "image manifest")?;
         let config_desc: Descriptor = manifest
@@ -102,8 +99,8 @@ impl Image {
 /// The manifest of an index for the host platform, among those present in the store.
 fn host_manifest(store: &Store, index_desc: &Descriptor) -> Result<Descriptor> {
     let bytes = store.read_blob(index_desc.digest())?;
-    let mut index: oci_spec::image::ImageIndex = serde_json::from_slice(&bytes)
-        .map_err(|e| format_error(index_desc.digest(), "image index", &e.to_string()))?;
+    let mut index: oci_spec::image::ImageIndex =
+        serde_json::from_slice(&bytes).map_err(|e| format_error(index_desc.digest(), "image index", &e.to_string()))?;
     let present: Vec<Descriptor> = index.manifests().iter().filter(|d| store.has_blob(d.digest())).cloned().collect();
     index.set_manifests(present);
     let name = format!("index {}", index_desc.digest());
@@ -164,8 +161,7 @@ pub fn find(store: &Store, text: &str) -> Result<Vec<NamedImage>> {
     let hex = text.strip_prefix("sha256:").unwrap_or(text);
     let looks_like_id = hex.len() >= 3 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     if looks_like_id {
-        let ids: std::collections::BTreeSet<&str> =
-            all.iter().map(|n| n.image.id.digest()).filter(|id| id.starts_with(hex)).collect();
+        let ids: std::collections::BTreeSet<&str> = all.iter().map(|n| n.image.id.digest()).filter(|id| id.starts_with(hex)).collect();
         match ids.len() {
             0 => {}
             1 => return Ok(all.iter().filter(|n| n.image.id.digest().starts_with(hex)).cloned().collect()),
@@ -205,10 +201,8 @@ pub fn inspect(store: &Store, text: &str) -> Result<Value> {
     let all = list(store)?;
     let same: Vec<&NamedImage> = all.iter().filter(|n| n.image.id == image.id).collect();
     let repo_tags: Vec<String> = same.iter().filter_map(|n| n.name.as_ref()).filter(|r| r.tag().is_some()).map(|r| r.to_string()).collect();
-    let mut repo_digests: Vec<String> = same
-        .iter()
-        .filter_map(|n| Some(format!("{}@{}", n.name.as_ref()?.name(), n.repo_digest.as_ref()?)))
-        .collect();
+    let mut repo_digests: Vec<String> =
+        same.iter().filter_map(|n| Some(format!("{}@{}", n.name.as_ref()?.name(), n.repo_digest.as_ref()?))).collect();
     repo_digests.sort();
     repo_digests.dedup();
     let cfg = &image.config;

@@ -272,7 +272,9 @@ fn config_diff_ids(store: &Store, config: &Digest) -> Result<Vec<Digest>> {
         .ok_or_else(|| Error::Format { what: format!("image config {config}"), message: "no rootfs.diff_ids".into() })?;
     ids.iter()
         .map(|v| {
-            let s = v.as_str().ok_or_else(|| Error::Format { what: format!("image config {config}"), message: "a diff_id is not a string".into() })?;
+            let s = v
+                .as_str()
+                .ok_or_else(|| Error::Format { what: format!("image config {config}"), message: "a diff_id is not a string".into() })?;
             parse_digest(s)
         })
         .collect()

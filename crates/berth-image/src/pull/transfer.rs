@@ -158,9 +158,7 @@ impl Write for ChunkWriter {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.0
-            .send(buf.to_vec())
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the consumer of the download stopped"))?;
+        self.0.send(buf.to_vec()).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the consumer of the download stopped"))?;
         Ok(buf.len())
     }
 

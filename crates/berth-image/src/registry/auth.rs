@@ -34,11 +34,7 @@ pub fn parse_www_authenticate(header: &str) -> Option<Challenge> {
     }
     if scheme.eq_ignore_ascii_case("bearer") {
         let realm = params.get("realm")?.clone();
-        return Some(Challenge::Bearer {
-            realm,
-            service: params.get("service").cloned(),
-            scope: params.get("scope").cloned(),
-        });
+        return Some(Challenge::Bearer { realm, service: params.get("service").cloned(), scope: params.get("scope").cloned() });
     }
     None
 }
@@ -188,13 +184,8 @@ pub(crate) fn request_token(
         Err(ureq::Error::Transport(t)) => return Err(format!("token server {realm}: {t}")),
     };
     let mut body = Vec::new();
-    response
-        .into_reader()
-        .take(1 << 20)
-        .read_to_end(&mut body)
-        .map_err(|e| format!("token server {realm}: reading the answer: {e}"))?;
-    let parsed: TokenResponse =
-        serde_json::from_slice(&body).map_err(|e| format!("token server {realm}: malformed answer: {e}"))?;
+    response.into_reader().take(1 << 20).read_to_end(&mut body).map_err(|e| format!("token server {realm}: reading the answer: {e}"))?;
+    let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| format!("token server {realm}: malformed answer: {e}"))?;
     let token = parsed
         .token
         .or(parsed.access_token)
@@ -227,11 +218,10 @@ mod tests {
         assert_eq!(parse_www_authenticate("Negotiate abc"), None);
         assert_eq!(parse_www_authenticate("Bearer service=x"), None);
         assert_eq!(parse_www_authenticate(""), None);
-        assert_eq!(parse_www_authenticate("Bearer realm=\"unterminated"), Some(Challenge::Bearer {
-            realm: "unterminated".into(),
-            service: None,
-            scope: None
-        }));
+        assert_eq!(
+            parse_www_authenticate("Bearer realm=\"unterminated"),
+            Some(Challenge::Bearer { realm: "unterminated".into(), service: None, scope: None })
+        );
     }
 
     #[test]

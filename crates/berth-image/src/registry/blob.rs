@@ -32,13 +32,7 @@ impl RegistryClient {
     /// Stream blob `digest` of `repository` into `out`, verifying size (when given) and digest.
     ///
     /// On error `out` may hold partial or wrong bytes: the caller discards them.
-    pub fn fetch_blob(
-        &self,
-        repository: &str,
-        digest: &str,
-        expected_size: Option<u64>,
-        out: &mut dyn Write,
-    ) -> Result<BlobInfo> {
+    pub fn fetch_blob(&self, repository: &str, digest: &str, expected_size: Option<u64>, out: &mut dyn Write) -> Result<BlobInfo> {
         check_repository(repository)?;
         let mut verifier = DigestVerifier::for_digest(digest)?;
         let what = || format!("blob {digest} from registry {}, repository {repository}", self.registry());

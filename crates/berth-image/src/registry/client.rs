@@ -159,11 +159,7 @@ impl RegistryClient {
         if repository.is_empty() {
             Error::Registry { registry: self.registry.clone(), message: message.into() }
         } else {
-            Error::RegistryRepository {
-                registry: self.registry.clone(),
-                repository: repository.to_string(),
-                message: message.into(),
-            }
+            Error::RegistryRepository { registry: self.registry.clone(), repository: repository.to_string(), message: message.into() }
         }
     }
 
@@ -211,9 +207,8 @@ impl RegistryClient {
                 if let Some(token) = self.auth.cached_token(&key) {
                     return Ok(Some(format!("Bearer {token}")));
                 }
-                let (token, lifetime) =
-                    auth::request_token(&self.agent, &realm, service.as_deref(), &scopes, self.credentials.as_ref())
-                        .map_err(|cause| self.error(request.repository, format!("{}: {cause}", request.what)))?;
+                let (token, lifetime) = auth::request_token(&self.agent, &realm, service.as_deref(), &scopes, self.credentials.as_ref())
+                    .map_err(|cause| self.error(request.repository, format!("{}: {cause}", request.what)))?;
                 tracing::debug!(registry = %self.registry, scope = %key, ?lifetime, "got registry token");
                 self.auth.store_token(&key, token.clone(), lifetime);
                 Ok(Some(format!("Bearer {token}")))
@@ -298,11 +293,7 @@ impl RegistryClient {
     }
 
     /// Run `attempt` under the retry policy: retry on errors that are not auth errors and on 5xx / 429.
-    pub(crate) fn retrying(
-        &self,
-        request: &Request<'_>,
-        mut attempt: impl FnMut() -> Result<ureq::Response>,
-    ) -> Result<ureq::Response> {
+    pub(crate) fn retrying(&self, request: &Request<'_>, mut attempt: impl FnMut() -> Result<ureq::Response>) -> Result<ureq::Response> {
         let mut retry = 0;
         loop {
             let last = retry + 1 >= self.retry.attempts;
@@ -342,9 +333,7 @@ fn registry_error_detail(body: &[u8]) -> String {
         message: String,
     }
     match serde_json::from_slice::<Errors>(body) {
-        Ok(parsed) => {
-            parsed.errors.iter().map(|e| format!("{} {}", e.code, e.message).trim().to_string()).collect::<Vec<_>>().join("; ")
-        }
+        Ok(parsed) => parsed.errors.iter().map(|e| format!("{} {}", e.code, e.message).trim().to_string()).collect::<Vec<_>>().join("; "),
         Err(_) => String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
     }
 }
@@ -379,9 +368,7 @@ fn add_registry_cas(registry: &str, dir: &Path, roots: &mut rustls::RootCertStor
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(Error::Registry { registry: registry.into(), message: format!("read {}: {e}", dir.display()) })
-        }
+        Err(e) => return Err(Error::Registry { registry: registry.into(), message: format!("read {}: {e}", dir.display()) }),
     };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -390,7 +377,8 @@ fn add_registry_cas(registry: &str, dir: &Path, roots: &mut rustls::RootCertStor
         }
         let bad = |why: String| Error::Registry { registry: registry.into(), message: format!("CA file {}: {why}", path.display()) };
         let pem = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
-        let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).collect::<std::result::Result<_, _>>().map_err(|e| bad(format!("{e:?}")))?;
+        let certs: Vec<_> =
+            CertificateDer::pem_slice_iter(&pem).collect::<std::result::Result<_, _>>().map_err(|e| bad(format!("{e:?}")))?;
         if certs.is_empty() {
             return Err(bad("no certificate in it".into()));
         }

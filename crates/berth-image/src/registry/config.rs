@@ -46,9 +46,7 @@ impl RegistryConfig {
 fn strip_port(registry: &str) -> &str {
     match registry.rsplit_once(':') {
         Some((host, port))
-            if !port.is_empty()
-                && port.chars().all(|c| c.is_ascii_digit())
-                && (!host.contains(':') || host.ends_with(']')) =>
+            if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) && (!host.contains(':') || host.ends_with(']')) =>
         {
             host
         }
@@ -116,10 +114,7 @@ pub fn load_credentials(registry: &str) -> Result<Option<Credentials>> {
 /// Credentials for `registry` from one auth file's `auths` map (base64 `user:password`).
 pub fn credentials_from_auth_file(path: &Path, registry: &str) -> Result<Option<Credentials>> {
     let text = std::fs::read(path).io_context(|| format!("read auth file {}", path.display()))?;
-    credentials_from_auth_json(&text, registry).map_err(|message| Error::Format {
-        what: format!("auth file {}", path.display()),
-        message,
-    })
+    credentials_from_auth_json(&text, registry).map_err(|message| Error::Format { what: format!("auth file {}", path.display()), message })
 }
 
 #[derive(serde::Deserialize)]
@@ -149,8 +144,7 @@ fn credentials_from_auth_json(text: &[u8], registry: &str) -> Result<Option<Cred
             .decode(encoded.trim())
             .map_err(|e| format!("entry {registry:?}: auth is not base64: {e}"))?;
         let decoded = String::from_utf8(decoded).map_err(|_| format!("entry {registry:?}: auth is not UTF-8"))?;
-        let (user, pass) =
-            decoded.split_once(':').ok_or_else(|| format!("entry {registry:?}: auth is not user:password"))?;
+        let (user, pass) = decoded.split_once(':').ok_or_else(|| format!("entry {registry:?}: auth is not user:password"))?;
         return Ok(Some(Credentials::new(user, pass)));
     }
     match (&entry.username, &entry.password) {

@@ -54,10 +54,7 @@ impl FetchedManifest {
         match self.media_type.as_str() {
             OCI_INDEX | DOCKER_MANIFEST_LIST => Ok(ManifestKind::Index),
             OCI_MANIFEST | DOCKER_MANIFEST => Ok(ManifestKind::Manifest),
-            other => Err(Error::Format {
-                what: format!("manifest {}", self.digest),
-                message: format!("unsupported media type {other:?}"),
-            }),
+            other => Err(Error::Format { what: format!("manifest {}", self.digest), message: format!("unsupported media type {other:?}") }),
         }
     }
 
@@ -113,9 +110,7 @@ impl RegistryClient {
             return Err(self.error(repository, format!("{}: manifest larger than {MAX_MANIFEST_BYTES} bytes", request.what)));
         }
         let digest = if is_digest(reference) {
-            verify_bytes(&bytes, reference, || {
-                format!("manifest {reference} from registry {}, repository {repository}", self.registry())
-            })?;
+            verify_bytes(&bytes, reference, || format!("manifest {reference} from registry {}, repository {repository}", self.registry()))?;
             reference.to_string()
         } else {
             sha256_digest(&bytes)
@@ -146,7 +141,9 @@ impl RegistryClient {
             });
         }
         if manifest.kind()? != ManifestKind::Manifest {
-            return Err(self.error(repository, format!("index {} lists {digest} for {platform}, which is not an image manifest", top.digest)));
+            return Err(
+                self.error(repository, format!("index {} lists {digest} for {platform}, which is not an image manifest", top.digest))
+            );
         }
         let image_manifest = manifest.manifest()?;
         Ok(ResolvedImage { index: Some(top), manifest, image_manifest })
@@ -158,9 +155,7 @@ pub fn select_manifest<'a>(index: &'a ImageIndex, platform: &Platform, reference
     let manifests = index.manifests();
     let oss: Vec<Option<(String, String, Option<String>)>> = manifests
         .iter()
-        .map(|d| {
-            d.platform().as_ref().map(|p| (p.os().to_string(), p.architecture().to_string(), p.variant().clone()))
-        })
+        .map(|d| d.platform().as_ref().map(|p| (p.os().to_string(), p.architecture().to_string(), p.variant().clone())))
         .collect();
     let entries = oss.iter().enumerate().map(|(i, p)| (i, p.as_ref().map(|(o, a, v)| (o.as_str(), a.as_str(), v.as_deref()))));
     let chosen = platform::select(platform, entries, reference)?;

@@ -18,13 +18,11 @@ mod push;
 pub use auth::{parse_www_authenticate, Challenge};
 pub use blob::BlobInfo;
 pub use client::{RegistryClient, RetryPolicy};
-pub use config::{
-    credentials_from_auth_file, default_auth_files, load_credentials, Credentials, RegistryConfig, DOCKER_HUB_ENDPOINT,
-};
+pub use config::{credentials_from_auth_file, default_auth_files, load_credentials, Credentials, RegistryConfig, DOCKER_HUB_ENDPOINT};
 pub use digest::{is_digest, sha256_digest};
 pub use manifest::{
-    select_manifest, FetchedManifest, ManifestKind, ResolvedImage, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MANIFEST_ACCEPT,
-    OCI_INDEX, OCI_MANIFEST,
+    select_manifest, FetchedManifest, ManifestKind, ResolvedImage, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, MANIFEST_ACCEPT, OCI_INDEX,
+    OCI_MANIFEST,
 };
 pub use parallel::BlobSink;
 pub use platform::Platform;

@@ -12,10 +12,7 @@ pub(crate) fn check_repository(repository: &str) -> Result<()> {
             && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
     };
     if repository.len() > 255 || !repository.split('/').all(valid_component) {
-        return Err(Error::InvalidReference {
-            reference: repository.to_string(),
-            reason: "not a valid repository name".into(),
-        });
+        return Err(Error::InvalidReference { reference: repository.to_string(), reason: "not a valid repository name".into() });
     }
     Ok(())
 }

@@ -83,15 +83,13 @@ impl RegistryClient {
                 None => return Ok(BlobPushOutcome::Mounted),
                 Some(location) => location,
             },
-            None => self.start_upload(repository, None)?.ok_or_else(|| {
-                self.error(repository, format!("POST blob upload {digest}: registry answered 201 with no mount asked"))
-            })?,
+            None => self
+                .start_upload(repository, None)?
+                .ok_or_else(|| self.error(repository, format!("POST blob upload {digest}: registry answered 201 with no mount asked")))?,
         };
         match options.method {
             UploadMethod::Monolithic => self.upload_monolithic(repository, digest, size, data, location)?,
-            UploadMethod::Chunked { chunk_size } => {
-                self.upload_chunked(repository, digest, size, data, location, chunk_size.max(1))?
-            }
+            UploadMethod::Chunked { chunk_size } => self.upload_chunked(repository, digest, size, data, location, chunk_size.max(1))?,
         }
         Ok(BlobPushOutcome::Uploaded)
     }
@@ -211,10 +209,9 @@ impl RegistryClient {
             return Err(self.status_error(request, response));
         }
         match response.header("Docker-Content-Digest") {
-            Some(stored) if stored != digest => Err(self.error(
-                request.repository,
-                format!("{}: registry stored it as {stored}", request.what),
-            )),
+            Some(stored) if stored != digest => {
+                Err(self.error(request.repository, format!("{}: registry stored it as {stored}", request.what)))
+            }
             _ => Ok(()),
         }
     }

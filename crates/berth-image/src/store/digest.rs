@@ -112,10 +112,7 @@ mod tests {
 
     #[test]
     fn sha256_of_empty_input_is_the_well_known_value() {
-        assert_eq!(
-            sha256_bytes(b"").to_string(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(sha256_bytes(b"").to_string(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]

@@ -34,12 +34,8 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp-{}", random_suffix()));
     let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .io_context(|| format!("create {}", tmp.display()))?;
+        let mut f =
+            OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp).io_context(|| format!("create {}", tmp.display()))?;
         f.write_all(bytes).io_context(|| format!("write {}", tmp.display()))?;
         f.sync_all().io_context(|| format!("fsync {}", tmp.display()))?;
         let dest = dir.join(name);
@@ -55,11 +51,7 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 /// Create a temp entry with `create` (at a fresh `dir/<prefix><random>`) and flock it; retried
 /// with a new name when a cleaner removed it between creation and locking. The returned file
 /// (the entry itself, or the directory opened read-only) holds the lock until dropped.
-pub fn create_owned<T>(
-    dir: &Path,
-    prefix: &str,
-    mut create: impl FnMut(&Path) -> io::Result<(T, File)>,
-) -> io::Result<(PathBuf, T, File)> {
+pub fn create_owned<T>(dir: &Path, prefix: &str, mut create: impl FnMut(&Path) -> io::Result<(T, File)>) -> io::Result<(PathBuf, T, File)> {
     use std::os::unix::fs::MetadataExt;
     loop {
         let path = dir.join(format!("{prefix}{}", random_suffix()));
@@ -86,8 +78,7 @@ pub fn remove_abandoned(dir: &Path, prefix: &str) -> usize {
             continue;
         }
         let path = entry.path();
-        let Ok(file) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK).open(&path)
-        else {
+        let Ok(file) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK).open(&path) else {
             continue;
         };
         // SAFETY: flock on an fd we own; no memory is passed.

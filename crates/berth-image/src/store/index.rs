@@ -64,8 +64,7 @@ impl Store {
     }
 
     pub(super) fn write_index(&self, index: &ImageIndex) -> Result<()> {
-        let bytes = serde_json::to_vec(index)
-            .map_err(|e| Error::Format { what: "index.json".into(), message: e.to_string() })?;
+        let bytes = serde_json::to_vec(index).map_err(|e| Error::Format { what: "index.json".into(), message: e.to_string() })?;
         super::fsutil::write_atomic(&self.root, "index.json", &bytes)
     }
 
@@ -101,10 +100,7 @@ impl Store {
     /// Remove the name `name` and return the descriptor it pointed to (the blobs stay until `gc`).
     pub fn untag(&self, name: &Reference) -> Result<Descriptor> {
         self.update_index(|manifests| {
-            let pos = manifests
-                .iter()
-                .position(|d| entry_matches(d, name))
-                .ok_or_else(|| Error::NotFound(format!("image {name}")))?;
+            let pos = manifests.iter().position(|d| entry_matches(d, name)).ok_or_else(|| Error::NotFound(format!("image {name}")))?;
             Ok(manifests.remove(pos))
         })
     }
@@ -132,12 +128,12 @@ impl Store {
         }
         // An untagged manifest still in the store: describe it from its own mediaType.
         let bytes = self.read_blob(digest)?;
-        let doc: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Format { what: format!("manifest {digest}"), message: e.to_string() })?;
-        let media_type = doc.get("mediaType").and_then(|v| v.as_str()).map_or_else(
-            || if doc.get("manifests").is_some() { MediaType::ImageIndex } else { MediaType::ImageManifest },
-            MediaType::from,
-        );
+        let doc: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Format { what: format!("manifest {digest}"), message: e.to_string() })?;
+        let media_type = doc
+            .get("mediaType")
+            .and_then(|v| v.as_str())
+            .map_or_else(|| if doc.get("manifests").is_some() { MediaType::ImageIndex } else { MediaType::ImageManifest }, MediaType::from);
         Ok(Descriptor::new(media_type, bytes.len() as u64, digest.clone()))
     }
 
@@ -174,8 +170,7 @@ mod tests {
         assert_eq!(store.list().unwrap().len(), 1);
         let other = Reference::parse("localhost:5000/app:v1").unwrap();
         store.tag(&other, &m1).unwrap();
-        let names: Vec<String> =
-            store.list().unwrap().iter().map(|e| e.reference.as_ref().unwrap().to_string()).collect();
+        let names: Vec<String> = store.list().unwrap().iter().map(|e| e.reference.as_ref().unwrap().to_string()).collect();
         assert_eq!(names, vec!["docker.io/library/busybox:latest", "localhost:5000/app:v1"]);
         let by_digest = Reference::parse(&format!("busybox@{}", m1.digest())).unwrap();
         assert_eq!(store.resolve(&by_digest).unwrap().digest(), m1.digest());
@@ -198,8 +193,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let m = manifest(&store, r#"{"schemaVersion":2}"#);
         store.tag(&Reference::parse("user/app:1").unwrap(), &m).unwrap();
-        let raw: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+        let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
         let ann = &raw["manifests"][0]["annotations"];
         assert_eq!(ann[ANNOTATION_REF_NAME], "docker.io/user/app:1");
         assert_eq!(ann[ANNOTATION_BERTH_NAME], "docker.io/user/app:1");

@@ -187,8 +187,7 @@ impl TempFile {
     }
 
     fn persist(mut self, dest: &Path) -> Result<()> {
-        std::fs::rename(&self.path, dest)
-            .io_context(|| format!("rename {} to {}", self.path.display(), dest.display()))?;
+        std::fs::rename(&self.path, dest).io_context(|| format!("rename {} to {}", self.path.display(), dest.display()))?;
         self.persisted = true;
         Ok(())
     }
@@ -208,10 +207,8 @@ mod tests {
     use super::*;
 
     fn visible_files(store: &Store) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(store.blob_dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut v: Vec<String> =
+            std::fs::read_dir(store.blob_dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     }
@@ -222,8 +219,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let layout = std::fs::read_to_string(dir.path().join("oci-layout")).unwrap();
         assert_eq!(layout, OCI_LAYOUT);
-        let index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
         assert_eq!(index["schemaVersion"], 2);
         assert!(index["manifests"].as_array().unwrap().is_empty());
         assert!(store.list().unwrap().is_empty());

@@ -66,14 +66,11 @@ pub fn import_rootfs<R: Read>(store: &Store, reader: R, name: &Reference, opts: 
     let (_, decoded) = compression::decoder(reader).io_context(|| "import: read rootfs tarball".to_string())?;
     let mut encoder = flate2::read::GzEncoder::new(HashingReader::new(decoded), flate2::Compression::default());
     let layer = store.put_blob(&mut encoder, None, None)?;
-    let (diff_id, tar_size) =
-        encoder.into_inner().finish().io_context(|| "import: read rootfs tarball".to_string())?;
+    let (diff_id, tar_size) = encoder.into_inner().finish().io_context(|| "import: read rootfs tarball".to_string())?;
     if tar_size == 0 {
         return Err(Error::Format { what: "import".into(), message: "the rootfs tarball is empty".into() });
     }
-    let created = rfc3339(opts.created.unwrap_or_else(|| {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-    }));
+    let created = rfc3339(opts.created.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)));
     let mut cfg = serde_json::Map::new();
     let list = |v: &Vec<String>| json!(v);
     if !opts.env.is_empty() {

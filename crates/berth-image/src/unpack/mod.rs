@@ -204,8 +204,7 @@ pub fn unpack_into<R: Read + Send>(reader: R, dir: &Path, opts: &UnpackOptions, 
     });
     // The extractor's error comes first: it stopped the decoder (or carries the decoder's cause).
     extracted?;
-    let pipeline::Decoded { compression, digest, size, diff_id } =
-        decoded.io_context(|| format!("layer {label}: read and decompress"))?;
+    let pipeline::Decoded { compression, digest, size, diff_id } = decoded.io_context(|| format!("layer {label}: read and decompress"))?;
     if let Some(want) = opts.expected_size {
         if want != size {
             return Err(Error::SizeMismatch { what: format!("layer {label}"), expected: want, actual: size });

@@ -21,11 +21,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// The path of `cmd` on PATH (and the sbin directories, which a non-login root shell may lack).
 pub fn which(cmd: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
-        .map(|d| Path::new(d).join(cmd))
-        .find(|p| p.is_file());
+    let found = path.split(':').chain(["/usr/sbin", "/sbin", "/usr/local/sbin"]).map(|d| Path::new(d).join(cmd)).find(|p| p.is_file());
     found
 }
 
@@ -206,11 +202,7 @@ fn pids_mentioning(needle: &str) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                .unwrap_or(false)
-        })
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains(needle)).unwrap_or(false))
         .collect()
 }
 
@@ -218,12 +210,8 @@ fn pids_mentioning(needle: &str) -> Vec<i32> {
 pub fn unmount_under(dir: &Path) {
     for _ in 0..3 {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<PathBuf> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(PathBuf::from)
-            .filter(|p| p.starts_with(dir))
-            .collect();
+        let mut points: Vec<PathBuf> =
+            info.lines().filter_map(|l| l.split(' ').nth(4)).map(PathBuf::from).filter(|p| p.starts_with(dir)).collect();
         if points.is_empty() {
             return;
         }

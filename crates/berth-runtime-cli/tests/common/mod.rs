@@ -29,10 +29,7 @@ pub struct Scratch {
 impl Scratch {
     /// A fresh scratch area named after the test.
     pub fn new(test: &str) -> Scratch {
-        assert!(
-            Path::new(BUSYBOX).exists(),
-            "{BUSYBOX} is missing: install Debian's busybox-static (README's setup does)"
-        );
+        assert!(Path::new(BUSYBOX).exists(), "{BUSYBOX} is missing: install Debian's busybox-static (README's setup does)");
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("berth-it-{}-{n}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -62,7 +59,11 @@ impl Scratch {
                 let _ = symlink("busybox", rootfs.join("bin").join(applet));
             }
         }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n").unwrap();
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        )
+        .unwrap();
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\ntty:x:5:\nuser:x:1000:\nnogroup:x:65534:\n").unwrap();
         let out = Command::new(BIN).args(["spec", "--bundle"]).arg(&path).output().unwrap();
         assert!(out.status.success(), "spec failed: {}", String::from_utf8_lossy(&out.stderr));

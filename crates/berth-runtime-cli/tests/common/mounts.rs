@@ -67,11 +67,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfoLine> {
 /// The topmost mount at `path` (the last one listed), panicking with the table otherwise.
 #[track_caller]
 pub fn mount_at<'a>(table: &'a [MountInfoLine], path: &str) -> &'a MountInfoLine {
-    table
-        .iter()
-        .rev()
-        .find(|m| m.mount_point == path)
-        .unwrap_or_else(|| panic!("no mount at {path} in:\n{table:#?}"))
+    table.iter().rev().find(|m| m.mount_point == path).unwrap_or_else(|| panic!("no mount at {path} in:\n{table:#?}"))
 }
 
 /// Whether the host's mount table has a mount point under `dir`.
@@ -138,11 +134,7 @@ pub fn pids_mentioning(needle: &str) -> Vec<i32> {
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                .unwrap_or(false)
-        })
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains(needle)).unwrap_or(false))
         .collect()
 }
 
@@ -155,10 +147,6 @@ pub fn assert_nothing_left(s: &Scratch, id: &str) {
         assert!(!cg.exists(), "cgroup {} left behind", cg.display());
     }
     // The init is killed and reaped before create returns; allow a moment for /proc.
-    assert!(
-        poll_until(Duration::from_secs(2), || pids_mentioning(id).is_empty()),
-        "processes left behind: {:?}",
-        pids_mentioning(id)
-    );
+    assert!(poll_until(Duration::from_secs(2), || pids_mentioning(id).is_empty()), "processes left behind: {:?}", pids_mentioning(id));
     assert!(!host_has_mount_under(&s.dir), "a mount under {} was left on the host", s.dir.display());
 }

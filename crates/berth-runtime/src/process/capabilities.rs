@@ -28,10 +28,7 @@ pub fn to_kernel(cap: Capability) -> Option<KernelCap> {
 /// reject, and return them (runc warns and ignores such names; call before parsing).
 pub fn strip_unknown_names(config: &mut serde_json::Value) -> Vec<String> {
     let mut removed = Vec::new();
-    let Some(sets) = config
-        .pointer_mut("/process/capabilities")
-        .and_then(|v| v.as_object_mut())
-    else {
+    let Some(sets) = config.pointer_mut("/process/capabilities").and_then(|v| v.as_object_mut()) else {
         return removed;
     };
     for (set, list) in sets.iter_mut() {
@@ -41,9 +38,7 @@ pub fn strip_unknown_names(config: &mut serde_json::Value) -> Vec<String> {
         items.retain(|item| {
             let known = serde_json::from_value::<Capability>(item.clone()).is_ok();
             if !known {
-                let name = item
-                    .as_str()
-                    .map_or_else(|| item.to_string(), str::to_string);
+                let name = item.as_str().map_or_else(|| item.to_string(), str::to_string);
                 tracing::warn!(capability = %name, set = %set, "ignoring unknown capability");
                 removed.push(name);
             }
@@ -108,10 +103,7 @@ impl CapabilitySets {
             let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap.index() as libc::c_ulong, 0, 0, 0) };
             // EINVAL: a capability this kernel does not know; nothing to drop.
             if rc == -1 && nix::errno::Errno::last() != nix::errno::Errno::EINVAL {
-                return Err(Error::Sys {
-                    context: format!("drop {cap} from the bounding set"),
-                    source: nix::errno::Errno::last(),
-                });
+                return Err(Error::Sys { context: format!("drop {cap} from the bounding set"), source: nix::errno::Errno::last() });
             }
         }
         Ok(())
@@ -124,15 +116,7 @@ impl CapabilitySets {
     pub fn apply_sets(&self) -> Result<()> {
         capset(&self.effective, &self.permitted, &self.inheritable)?;
         // SAFETY: prctl with integer arguments only; clears this thread's ambient set.
-        let rc = unsafe {
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL,
-                0,
-                0,
-                0,
-            )
-        };
+        let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
         if rc == -1 && !self.ambient.is_empty() {
             tracing::warn!(error = %nix::errno::Errno::last(), "cannot clear ambient capabilities");
         }
@@ -144,7 +128,6 @@ impl CapabilitySets {
         Ok(())
     }
 }
-
 
 fn mask(set: &HashSet<KernelCap>) -> u64 {
     set.iter().fold(0, |m, c| m | c.bitmask())
@@ -166,36 +149,19 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-fn capset(
-    effective: &HashSet<KernelCap>,
-    permitted: &HashSet<KernelCap>,
-    inheritable: &HashSet<KernelCap>,
-) -> Result<()> {
+fn capset(effective: &HashSet<KernelCap>, permitted: &HashSet<KernelCap>, inheritable: &HashSet<KernelCap>) -> Result<()> {
     let (e, p, i) = (mask(effective), mask(permitted), mask(inheritable));
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
+    let mut hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
     let data = [
-        CapData {
-            effective: e as u32,
-            permitted: p as u32,
-            inheritable: i as u32,
-        },
-        CapData {
-            effective: (e >> 32) as u32,
-            permitted: (p >> 32) as u32,
-            inheritable: (i >> 32) as u32,
-        },
+        CapData { effective: e as u32, permitted: p as u32, inheritable: i as u32 },
+        CapData { effective: (e >> 32) as u32, permitted: (p >> 32) as u32, inheritable: (i >> 32) as u32 },
     ];
     // SAFETY: capset(2) with a v3 header reads exactly two CapData entries, which `data`
     // holds; the header is writable as the kernel may update its version on EINVAL.
     let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
     if rc == -1 {
         return Err(Error::Sys {
-            context: format!(
-                "capset(effective {e:#x}, permitted {p:#x}, inheritable {i:#x}) (effective must be within permitted)"
-            ),
+            context: format!("capset(effective {e:#x}, permitted {p:#x}, inheritable {i:#x}) (effective must be within permitted)"),
             source: nix::errno::Errno::last(),
         });
     }
@@ -209,22 +175,14 @@ mod tests {
     #[test]
     fn capability_names_parse_with_or_without_prefix_and_in_any_case() {
         assert_eq!(parse_name("CAP_SYS_ADMIN"), Some(KernelCap::CAP_SYS_ADMIN));
-        assert_eq!(
-            parse_name("net_bind_service"),
-            Some(KernelCap::CAP_NET_BIND_SERVICE)
-        );
+        assert_eq!(parse_name("net_bind_service"), Some(KernelCap::CAP_NET_BIND_SERVICE));
         assert_eq!(parse_name("cap_bpf"), Some(KernelCap::CAP_BPF));
         assert_eq!(parse_name("CAP_FLY"), None);
     }
 
     #[test]
     fn every_oci_capability_maps_to_a_kernel_capability() {
-        for cap in [
-            Capability::Perfmon,
-            Capability::CheckpointRestore,
-            Capability::AuditRead,
-            Capability::Setpcap,
-        ] {
+        for cap in [Capability::Perfmon, Capability::CheckpointRestore, Capability::AuditRead, Capability::Setpcap] {
             assert!(to_kernel(cap).is_some(), "{cap}");
         }
     }
@@ -237,12 +195,8 @@ mod tests {
         let mut removed = strip_unknown_names(&mut v);
         removed.sort();
         assert_eq!(removed, vec!["CAP_FLY", "CAP_WARP"]);
-        assert_eq!(
-            v["process"]["capabilities"]["bounding"],
-            serde_json::json!(["CAP_KILL"])
-        );
-        let parsed: LinuxCapabilities =
-            serde_json::from_value(v["process"]["capabilities"].clone()).unwrap();
+        assert_eq!(v["process"]["capabilities"]["bounding"], serde_json::json!(["CAP_KILL"]));
+        let parsed: LinuxCapabilities = serde_json::from_value(v["process"]["capabilities"].clone()).unwrap();
         assert_eq!(parsed.effective().as_ref().map(|s| s.len()), Some(1));
     }
 
@@ -253,9 +207,7 @@ mod tests {
 
     #[test]
     fn config_sets_resolve_to_kernel_sets() {
-        let c: LinuxCapabilities =
-            serde_json::from_str(r#"{"bounding":["CAP_KILL","CAP_CHOWN"],"ambient":["CAP_KILL"]}"#)
-                .unwrap();
+        let c: LinuxCapabilities = serde_json::from_str(r#"{"bounding":["CAP_KILL","CAP_CHOWN"],"ambient":["CAP_KILL"]}"#).unwrap();
         let s = CapabilitySets::from_config(Some(&c));
         assert_eq!(s.bounding.len(), 2);
         assert!(s.ambient.contains(&KernelCap::CAP_KILL));

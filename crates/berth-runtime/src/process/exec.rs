@@ -16,21 +16,15 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// (empty and relative entries are skipped, as Go refuses results relative to the cwd).
 pub fn resolve_executable(args0: &str, env: &[String]) -> Result<PathBuf> {
     if args0.is_empty() {
-        return Err(Error::InvalidConfig(
-            "exec: process.args[0] is empty".into(),
-        ));
+        return Err(Error::InvalidConfig("exec: process.args[0] is empty".into()));
     }
     if args0.contains('/') {
         let path = PathBuf::from(args0);
-        return check_executable(&path).map(|()| path).map_err(|why| {
-            Error::InvalidConfig(format!("exec: {args0:?}: {}", go_error_text(&why)))
-        });
+        return check_executable(&path)
+            .map(|()| path)
+            .map_err(|why| Error::InvalidConfig(format!("exec: {args0:?}: {}", go_error_text(&why))));
     }
-    let path_var = env
-        .iter()
-        .rev()
-        .find_map(|kv| kv.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
+    let path_var = env.iter().rev().find_map(|kv| kv.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
     // Like Go's LookPath, a candidate that exists but cannot be executed is skipped.
     for dir in path_var.split(':').filter(|d| d.starts_with('/')) {
         let candidate = Path::new(dir).join(args0);
@@ -38,9 +32,7 @@ pub fn resolve_executable(args0: &str, env: &[String]) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    Err(Error::InvalidConfig(format!(
-        "exec: {args0:?}: executable file not found in $PATH"
-    )))
+    Err(Error::InvalidConfig(format!("exec: {args0:?}: executable file not found in $PATH")))
 }
 
 /// An errno as Go (and so runc) spells it: "no such file or directory", "permission denied".
@@ -53,27 +45,20 @@ fn go_error_text(err: &std::io::Error) -> String {
     };
     let text = nix::errno::Errno::from_raw(errno).desc();
     let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_lowercase().chain(chars).collect())
-        .unwrap_or_default()
+    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// A regular (or symlinked-to-regular) file that the effective ids may execute.
 fn check_executable(path: &Path) -> std::io::Result<()> {
     let meta = std::fs::metadata(path)?;
     if meta.is_dir() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            "is a directory",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "is a directory"));
     }
     if meta.mode() & 0o111 == 0 {
         return Err(std::io::Error::from_raw_os_error(libc::EACCES));
     }
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte")
-    })?;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
     let rc = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::X_OK, libc::AT_EACCESS) };
     if rc == -1 {
@@ -85,11 +70,7 @@ fn check_executable(path: &Path) -> std::io::Result<()> {
 fn cstrings(what: &str, items: &[String]) -> Result<Vec<CString>> {
     items
         .iter()
-        .map(|s| {
-            CString::new(s.as_bytes()).map_err(|_| {
-                Error::InvalidConfig(format!("{what} entry {s:?} contains a NUL byte"))
-            })
-        })
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| Error::InvalidConfig(format!("{what} entry {s:?} contains a NUL byte"))))
         .collect()
 }
 
@@ -133,11 +114,7 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
     let prepared = (|| -> Result<(CString, Vec<CString>, Vec<CString>)> {
         let p = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| Error::InvalidConfig(format!("exec path {path:?} contains a NUL byte")))?;
-        Ok((
-            p,
-            cstrings("process.args", args)?,
-            cstrings("process.env", &env)?,
-        ))
+        Ok((p, cstrings("process.args", args)?, cstrings("process.env", &env)?))
     })();
     let (p, argv, envp) = match prepared {
         Ok(v) => v,
@@ -145,10 +122,7 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
     };
     reset_signals();
     match nix::unistd::execve(&p, &argv, &envp) {
-        Err(source) => Error::Sys {
-            context: format!("exec {}", path.display()),
-            source,
-        },
+        Err(source) => Error::Sys { context: format!("exec {}", path.display()), source },
         Ok(never) => match never {},
     }
 }
@@ -169,15 +143,8 @@ mod tests {
         let b = tempfile::tempdir().unwrap();
         write_file(&a.path().join("tool"), 0o644);
         write_file(&b.path().join("tool"), 0o755);
-        let env = vec![format!(
-            "PATH={}:{}",
-            a.path().display(),
-            b.path().display()
-        )];
-        assert_eq!(
-            resolve_executable("tool", &env).unwrap(),
-            b.path().join("tool")
-        );
+        let env = vec![format!("PATH={}:{}", a.path().display(), b.path().display())];
+        assert_eq!(resolve_executable("tool", &env).unwrap(), b.path().join("tool"));
     }
 
     #[test]
@@ -185,21 +152,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let env = vec![format!("PATH={}", d.path().display())];
         let err = resolve_executable("foo", &env).unwrap_err().to_string();
-        assert!(
-            err.contains(r#"exec: "foo": executable file not found in $PATH"#),
-            "{err}"
-        );
+        assert!(err.contains(r#"exec: "foo": executable file not found in $PATH"#), "{err}");
     }
 
     #[test]
     fn resolve_uses_the_default_path_without_a_path_variable() {
-        assert_eq!(
-            resolve_executable("sh", &["HOME=/".into()])
-                .unwrap()
-                .file_name()
-                .unwrap(),
-            "sh"
-        );
+        assert_eq!(resolve_executable("sh", &["HOME=/".into()]).unwrap().file_name().unwrap(), "sh");
     }
 
     #[test]
@@ -208,20 +166,13 @@ mod tests {
         let exe = d.path().join("run");
         write_file(&exe, 0o755);
         assert_eq!(resolve_executable(exe.to_str().unwrap(), &[]).unwrap(), exe);
-        let absent =
-            resolve_executable(d.path().join("absent").to_str().unwrap(), &[]).unwrap_err();
-        assert!(
-            absent.to_string().ends_with(": no such file or directory"),
-            "{absent}"
-        );
+        let absent = resolve_executable(d.path().join("absent").to_str().unwrap(), &[]).unwrap_err();
+        assert!(absent.to_string().ends_with(": no such file or directory"), "{absent}");
         assert!(resolve_executable(d.path().to_str().unwrap(), &[]).is_err());
         let plain = d.path().join("plain");
         write_file(&plain, 0o644);
         let plain = resolve_executable(plain.to_str().unwrap(), &[]).unwrap_err();
-        assert!(
-            plain.to_string().ends_with(": permission denied"),
-            "{plain}"
-        );
+        assert!(plain.to_string().ends_with(": permission denied"), "{plain}");
     }
 
     #[test]

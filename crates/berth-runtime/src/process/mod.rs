@@ -31,10 +31,7 @@ pub fn apply(process: &Process) -> Result<()> {
 }
 
 /// [`apply`], also setting `linux.personality` (between oom_score_adj and the scheduler).
-pub fn apply_with_personality(
-    process: &Process,
-    personality: Option<&LinuxPersonality>,
-) -> Result<()> {
+pub fn apply_with_personality(process: &Process, personality: Option<&LinuxPersonality>) -> Result<()> {
     rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
     if let Some(adj) = process.oom_score_adj() {
         scheduling::apply_oom_score_adj(adj)?;
@@ -59,11 +56,7 @@ pub fn apply_with_personality(
     set_keep_caps(false)?;
     caps.apply_sets()?;
     if pdeath != 0 {
-        prctl(
-            "restore the parent-death signal",
-            libc::PR_SET_PDEATHSIG,
-            pdeath as libc::c_ulong,
-        )?;
+        prctl("restore the parent-death signal", libc::PR_SET_PDEATHSIG, pdeath as libc::c_ulong)?;
     }
     if process.no_new_privileges().unwrap_or(false) {
         prctl("set no_new_privs", libc::PR_SET_NO_NEW_PRIVS, 1)?;
@@ -73,30 +66,15 @@ pub fn apply_with_personality(
 
 fn prctl(what: &str, option: libc::c_int, arg: libc::c_ulong) -> Result<()> {
     // SAFETY: the options used here (KEEPCAPS, PDEATHSIG, NO_NEW_PRIVS) take integers only.
-    let rc = unsafe {
-        libc::prctl(
-            option,
-            arg,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    };
+    let rc = unsafe { libc::prctl(option, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) };
     if rc == -1 {
-        return Err(Error::Sys {
-            context: what.to_string(),
-            source: nix::errno::Errno::last(),
-        });
+        return Err(Error::Sys { context: what.to_string(), source: nix::errno::Errno::last() });
     }
     Ok(())
 }
 
 fn set_keep_caps(on: bool) -> Result<()> {
-    let what = if on {
-        "prctl(PR_SET_KEEPCAPS, 1)"
-    } else {
-        "prctl(PR_SET_KEEPCAPS, 0)"
-    };
+    let what = if on { "prctl(PR_SET_KEEPCAPS, 1)" } else { "prctl(PR_SET_KEEPCAPS, 0)" };
     prctl(what, libc::PR_SET_KEEPCAPS, on as libc::c_ulong)
 }
 
@@ -105,10 +83,7 @@ fn parent_death_signal() -> Result<libc::c_int> {
     // SAFETY: PR_GET_PDEATHSIG writes one int through the pointer, which points at `sig`.
     let rc = unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut sig as *mut libc::c_int) };
     if rc == -1 {
-        return Err(Error::Sys {
-            context: "read the parent-death signal".into(),
-            source: nix::errno::Errno::last(),
-        });
+        return Err(Error::Sys { context: "read the parent-death signal".into(), source: nix::errno::Errno::last() });
     }
     Ok(sig)
 }
@@ -119,8 +94,7 @@ mod tests {
 
     /// A `Process` from its JSON form, as in config.json.
     fn process(json: serde_json::Value) -> Process {
-        let mut base =
-            serde_json::json!({"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sh"]});
+        let mut base = serde_json::json!({"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sh"]});
         if let (Some(b), Some(extra)) = (base.as_object_mut(), json.as_object()) {
             for (k, v) in extra {
                 b.insert(k.clone(), v.clone());
@@ -130,10 +104,7 @@ mod tests {
     }
 
     fn status_field(status: &str, key: &str) -> String {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
-            .unwrap_or_default()
+        status.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string())).unwrap_or_default()
     }
 
     fn mask(caps: &[caps::Capability]) -> String {
@@ -167,36 +138,16 @@ mod tests {
                 (status_field(&s, "Uid:") == "65534\t65534\t65534\t65534", 10),
                 (status_field(&s, "Gid:") == "65534\t65534\t65534\t65534", 11),
                 (status_field(&s, "Groups:") == "1000 1001", 12),
-                (
-                    status_field(&s, "CapBnd:")
-                        == mask(&[CAP_KILL, CAP_NET_BIND_SERVICE, CAP_CHOWN]),
-                    13,
-                ),
+                (status_field(&s, "CapBnd:") == mask(&[CAP_KILL, CAP_NET_BIND_SERVICE, CAP_CHOWN]), 13),
                 (status_field(&s, "CapEff:") == mask(&[CAP_KILL]), 14),
-                (
-                    status_field(&s, "CapPrm:") == mask(&[CAP_KILL, CAP_NET_BIND_SERVICE]),
-                    15,
-                ),
-                (
-                    status_field(&s, "CapInh:") == mask(&[CAP_NET_BIND_SERVICE]),
-                    16,
-                ),
-                (
-                    status_field(&s, "CapAmb:") == mask(&[CAP_NET_BIND_SERVICE]),
-                    17,
-                ),
+                (status_field(&s, "CapPrm:") == mask(&[CAP_KILL, CAP_NET_BIND_SERVICE]), 15),
+                (status_field(&s, "CapInh:") == mask(&[CAP_NET_BIND_SERVICE]), 16),
+                (status_field(&s, "CapAmb:") == mask(&[CAP_NET_BIND_SERVICE]), 17),
                 (status_field(&s, "NoNewPrivs:") == "1", 18),
                 (status_field(&s, "Umask:") == "0077", 19),
-                (
-                    std::fs::read_to_string("/proc/self/oom_score_adj")
-                        .is_ok_and(|v| v.trim() == "500"),
-                    20,
-                ),
+                (std::fs::read_to_string("/proc/self/oom_score_adj").is_ok_and(|v| v.trim() == "500"), 20),
             ];
-            checks
-                .iter()
-                .find(|(ok, _)| !ok)
-                .map_or(0, |(_, code)| *code)
+            checks.iter().find(|(ok, _)| !ok).map_or(0, |(_, code)| *code)
         });
         assert_eq!(code, 0, "child check failed (see the code in the test)");
     }
@@ -212,9 +163,7 @@ mod tests {
                 return 3;
             };
             let zero = "0000000000000000";
-            let ok = ["CapBnd:", "CapEff:", "CapPrm:", "CapInh:", "CapAmb:"]
-                .iter()
-                .all(|k| status_field(&s, k) == zero)
+            let ok = ["CapBnd:", "CapEff:", "CapPrm:", "CapInh:", "CapAmb:"].iter().all(|k| status_field(&s, k) == zero)
                 && status_field(&s, "Umask:") == "0022"
                 && status_field(&s, "Groups:").is_empty()
                 && status_field(&s, "NoNewPrivs:") == "0";
@@ -230,26 +179,14 @@ mod tests {
     #[test]
     fn raising_the_hard_rlimit_without_cap_sys_resource_fails_clearly() {
         let code = forked::exit_code_of(|| {
-            let _ = caps::drop(
-                None,
-                caps::CapSet::Effective,
-                caps::Capability::CAP_SYS_RESOURCE,
-            );
-            let mut cur = libc::rlimit64 {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
+            let _ = caps::drop(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE);
+            let mut cur = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
             // SAFETY: read-only query into an owned struct.
             unsafe { libc::prlimit64(0, libc::RLIMIT_NOFILE, std::ptr::null(), &mut cur) };
             let p = process(serde_json::json!({"rlimits": [
                 {"type": "RLIMIT_NOFILE", "soft": cur.rlim_max + 1, "hard": cur.rlim_max + 1}]}));
             match apply(&p) {
-                Err(e)
-                    if e.to_string().contains("CAP_SYS_RESOURCE")
-                        && e.to_string().contains("RLIMIT_NOFILE") =>
-                {
-                    0
-                }
+                Err(e) if e.to_string().contains("CAP_SYS_RESOURCE") && e.to_string().contains("RLIMIT_NOFILE") => 0,
                 Err(_) => 5,
                 Ok(()) => 6,
             }
@@ -264,10 +201,8 @@ mod tests {
             "ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 0},
             "capabilities": {"bounding": ["CAP_KILL"]}
         }));
-        let pers: LinuxPersonality = serde_json::from_value(
-            serde_json::json!({"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE"]}),
-        )
-        .unwrap();
+        let pers: LinuxPersonality =
+            serde_json::from_value(serde_json::json!({"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE"]})).unwrap();
         let code = forked::exit_code_of(|| {
             if apply_with_personality(&p, Some(&pers)).is_err() {
                 return 2;
@@ -305,9 +240,6 @@ mod tests {
             "scheduler": {"policy": "SCHED_DEADLINE", "runtime": 20_000_000u64, "deadline": 10_000_000u64, "period": 30_000_000u64}
         }));
         let err = apply(&p).unwrap_err().to_string();
-        assert!(
-            err.contains("sched_setattr(policy SCHED_DEADLINE") && err.contains("kernel refused"),
-            "{err}"
-        );
+        assert!(err.contains("sched_setattr(policy SCHED_DEADLINE") && err.contains("kernel refused"), "{err}");
     }
 }

@@ -40,19 +40,11 @@ pub fn apply(rlimits: &[PosixRlimit]) -> Result<()> {
 
 fn set_one(typ: PosixRlimitType, soft: u64, hard: u64) -> Result<()> {
     if soft > hard {
-        return Err(Error::InvalidConfig(format!(
-            "rlimit {typ}: soft limit {soft} is above the hard limit {hard}"
-        )));
+        return Err(Error::InvalidConfig(format!("rlimit {typ}: soft limit {soft} is above the hard limit {hard}")));
     }
     let resource = resource_number(typ);
-    let new = libc::rlimit64 {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    let mut old = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let new = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
+    let mut old = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: prlimit64 on pid 0 (ourselves) reads `new` and writes `old`, both valid
     // rlimit64 values that live for the whole call.
     let rc = unsafe { libc::prlimit64(0, resource as _, &new, &mut old) };
@@ -60,25 +52,15 @@ fn set_one(typ: PosixRlimitType, soft: u64, hard: u64) -> Result<()> {
         return Ok(());
     }
     let errno = nix::errno::Errno::last();
-    let mut context =
-        format!("error setting rlimit {typ} (type {resource}) to soft {soft}, hard {hard}");
+    let mut context = format!("error setting rlimit {typ} (type {resource}) to soft {soft}, hard {hard}");
     if errno == nix::errno::Errno::EPERM {
-        let mut cur = libc::rlimit64 {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let mut cur = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: a read-only prlimit64 query into a valid, owned struct.
         if unsafe { libc::prlimit64(0, resource as _, std::ptr::null(), &mut cur) } == 0 {
-            context.push_str(&format!(
-                " (the current hard limit is {}; raising it needs CAP_SYS_RESOURCE)",
-                fmt_limit(cur.rlim_max)
-            ));
+            context.push_str(&format!(" (the current hard limit is {}; raising it needs CAP_SYS_RESOURCE)", fmt_limit(cur.rlim_max)));
         }
     }
-    Err(Error::Sys {
-        context,
-        source: errno,
-    })
+    Err(Error::Sys { context, source: errno })
 }
 
 fn fmt_limit(v: u64) -> String {
@@ -95,38 +77,22 @@ mod tests {
 
     #[test]
     fn rlimit_names_map_to_kernel_numbers() {
-        assert_eq!(
-            resource_number(PosixRlimitType::RlimitNofile),
-            libc::RLIMIT_NOFILE as i32
-        );
-        assert_eq!(
-            resource_number(PosixRlimitType::RlimitRttime),
-            libc::RLIMIT_RTTIME as i32
-        );
+        assert_eq!(resource_number(PosixRlimitType::RlimitNofile), libc::RLIMIT_NOFILE as i32);
+        assert_eq!(resource_number(PosixRlimitType::RlimitRttime), libc::RLIMIT_RTTIME as i32);
         assert_eq!(resource_number(PosixRlimitType::RlimitCpu), 0);
     }
 
     #[test]
     fn soft_above_hard_is_rejected_before_the_syscall() {
         let err = set_one(PosixRlimitType::RlimitCore, 10, 5).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("soft limit 10 is above the hard limit 5"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("soft limit 10 is above the hard limit 5"), "{err}");
     }
 
     #[test]
     fn lowering_the_soft_limit_to_its_current_value_succeeds() {
-        let mut cur = libc::rlimit64 {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let mut cur = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: read-only query into an owned struct.
-        assert_eq!(
-            unsafe { libc::prlimit64(0, libc::RLIMIT_CORE, std::ptr::null(), &mut cur) },
-            0
-        );
+        assert_eq!(unsafe { libc::prlimit64(0, libc::RLIMIT_CORE, std::ptr::null(), &mut cur) }, 0);
         set_one(PosixRlimitType::RlimitCore, cur.rlim_cur, cur.rlim_max).unwrap();
     }
 }

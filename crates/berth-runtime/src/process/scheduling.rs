@@ -1,8 +1,7 @@
 //! Per-process kernel knobs: scheduler, I/O priority, personality, oom_score_adj, umask.
 
 use oci_spec::runtime::{
-    IOPriorityClass, LinuxIOPriority, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag,
-    LinuxSchedulerPolicy, Scheduler,
+    IOPriorityClass, LinuxIOPriority, LinuxPersonality, LinuxPersonalityDomain, LinuxSchedulerFlag, LinuxSchedulerPolicy, Scheduler,
 };
 
 use crate::error::{Context, Error, Result};
@@ -14,9 +13,7 @@ pub const DEFAULT_UMASK: u32 = 0o022;
 pub fn apply_umask(umask: Option<u32>) -> Result<()> {
     let mask = umask.unwrap_or(DEFAULT_UMASK);
     if mask > 0o777 {
-        return Err(Error::InvalidConfig(format!(
-            "process.user.umask {mask:#o} is not a permission mask"
-        )));
+        return Err(Error::InvalidConfig(format!("process.user.umask {mask:#o} is not a permission mask")));
     }
     // SAFETY: umask only changes the calling process's file creation mask; it cannot fail.
     unsafe { libc::umask(mask as libc::mode_t) };
@@ -28,14 +25,11 @@ pub fn apply_umask(umask: Option<u32>) -> Result<()> {
 /// Going below the current minimum needs CAP_SYS_RESOURCE; the kernel's EACCES is reported.
 pub fn apply_oom_score_adj(value: i32) -> Result<()> {
     if !(-1000..=1000).contains(&value) {
-        return Err(Error::InvalidConfig(format!(
-            "oomScoreAdj {value} is outside -1000..1000"
-        )));
+        return Err(Error::InvalidConfig(format!("oomScoreAdj {value} is outside -1000..1000")));
     }
     let file = open_proc_self_oom_score_adj()?;
-    std::io::Write::write_all(&mut std::fs::File::from(file), value.to_string().as_bytes()).with_context(|| {
-        format!("set oom_score_adj to {value} (lowering it needs CAP_SYS_RESOURCE)")
-    })
+    std::io::Write::write_all(&mut std::fs::File::from(file), value.to_string().as_bytes())
+        .with_context(|| format!("set oom_score_adj to {value} (lowering it needs CAP_SYS_RESOURCE)"))
 }
 
 /// `/proc/self/oom_score_adj`, opened only inside a procfs (CVE-2025-52881): the container's
@@ -90,9 +84,7 @@ pub fn personality_value(p: &LinuxPersonality) -> Result<libc::c_ulong> {
         LinuxPersonalityDomain::PerLinux32 => PER_LINUX32,
     };
     for name in p.flags().iter().flatten() {
-        let bit = personality_flag(name).ok_or_else(|| {
-            Error::InvalidConfig(format!("linux.personality: unknown flag {name:?}"))
-        })?;
+        let bit = personality_flag(name).ok_or_else(|| Error::InvalidConfig(format!("linux.personality: unknown flag {name:?}")))?;
         value |= bit;
     }
     Ok(value)
@@ -104,10 +96,7 @@ pub fn apply_personality(p: &LinuxPersonality) -> Result<()> {
     // SAFETY: personality only changes the calling process's execution domain flags.
     let rc = unsafe { libc::personality(value) };
     if rc == -1 {
-        return Err(Error::Sys {
-            context: format!("personality({value:#x})"),
-            source: nix::errno::Errno::last(),
-        });
+        return Err(Error::Sys { context: format!("personality({value:#x})"), source: nix::errno::Errno::last() });
     }
     Ok(())
 }
@@ -162,35 +151,18 @@ fn sched_attr(s: &Scheduler) -> Result<SchedAttr> {
         return Err(invalid(format!("nice {nice} is outside -20..19")));
     }
     let priority = s.priority().unwrap_or(0);
-    let realtime = matches!(
-        policy,
-        LinuxSchedulerPolicy::SchedFifo | LinuxSchedulerPolicy::SchedRr
-    );
+    let realtime = matches!(policy, LinuxSchedulerPolicy::SchedFifo | LinuxSchedulerPolicy::SchedRr);
     if priority != 0 && !realtime {
-        return Err(invalid(format!(
-            "priority is only allowed with SCHED_FIFO and SCHED_RR, not {policy}"
-        )));
+        return Err(invalid(format!("priority is only allowed with SCHED_FIFO and SCHED_RR, not {policy}")));
     }
     if realtime && !(1..=99).contains(&priority) {
-        return Err(invalid(format!(
-            "{policy} needs a priority in 1..99, got {priority}"
-        )));
+        return Err(invalid(format!("{policy} needs a priority in 1..99, got {priority}")));
     }
-    let dl = (
-        s.runtime().unwrap_or(0),
-        s.deadline().unwrap_or(0),
-        s.period().unwrap_or(0),
-    );
+    let dl = (s.runtime().unwrap_or(0), s.deadline().unwrap_or(0), s.period().unwrap_or(0));
     if policy != LinuxSchedulerPolicy::SchedDeadline && dl != (0, 0, 0) {
-        return Err(invalid(format!(
-            "runtime/deadline/period are only allowed with SCHED_DEADLINE, not {policy}"
-        )));
+        return Err(invalid(format!("runtime/deadline/period are only allowed with SCHED_DEADLINE, not {policy}")));
     }
-    let flags = s
-        .flags()
-        .iter()
-        .flatten()
-        .fold(0u64, |acc, f| acc | flag_bit(*f));
+    let flags = s.flags().iter().flatten().fold(0u64, |acc, f| acc | flag_bit(*f));
     Ok(SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,
         sched_policy: policy_number(policy),
@@ -215,16 +187,25 @@ pub fn apply_scheduler(s: &Scheduler) -> Result<()> {
     }
     let errno = nix::errno::Errno::last();
     let why = match errno {
-        nix::errno::Errno::EPERM => "; the kernel refused: real-time and deadline policies need CAP_SYS_NICE (and RLIMIT_RTPRIO / cgroup rt bandwidth)",
-        nix::errno::Errno::EINVAL => "; the kernel refused these parameters (unsupported policy, or invalid deadline runtime <= deadline <= period)",
+        nix::errno::Errno::EPERM => {
+            "; the kernel refused: real-time and deadline policies need CAP_SYS_NICE (and RLIMIT_RTPRIO / cgroup rt bandwidth)"
+        }
+        nix::errno::Errno::EINVAL => {
+            "; the kernel refused these parameters (unsupported policy, or invalid deadline runtime <= deadline <= period)"
+        }
         nix::errno::Errno::EBUSY => "; the kernel refused: not enough SCHED_DEADLINE bandwidth",
         _ => "",
     };
     Err(Error::Sys {
         context: format!(
             "sched_setattr(policy {}, nice {}, priority {}, flags {:#x}, runtime {}, deadline {}, period {}){why}",
-            s.policy(), attr.sched_nice, attr.sched_priority, attr.sched_flags,
-            attr.sched_runtime, attr.sched_deadline, attr.sched_period
+            s.policy(),
+            attr.sched_nice,
+            attr.sched_priority,
+            attr.sched_flags,
+            attr.sched_runtime,
+            attr.sched_deadline,
+            attr.sched_period
         ),
         source: errno,
     })
@@ -237,9 +218,7 @@ const IOPRIO_CLASS_SHIFT: u32 = 13;
 pub fn ioprio_value(p: &LinuxIOPriority) -> Result<libc::c_int> {
     let prio = p.priority();
     if !(0..=7).contains(&prio) {
-        return Err(Error::InvalidConfig(format!(
-            "process.ioPriority: priority {prio} is outside 0..7"
-        )));
+        return Err(Error::InvalidConfig(format!("process.ioPriority: priority {prio} is outside 0..7")));
     }
     let class: libc::c_int = match p.class() {
         IOPriorityClass::IoprioClassRt => 1,
@@ -275,22 +254,14 @@ mod tests {
 
     #[test]
     fn scheduler_priority_is_rejected_for_non_realtime_policies() {
-        let s = SchedulerBuilder::default()
-            .policy(LinuxSchedulerPolicy::SchedBatch)
-            .priority(5)
-            .build()
-            .unwrap();
+        let s = SchedulerBuilder::default().policy(LinuxSchedulerPolicy::SchedBatch).priority(5).build().unwrap();
         let err = sched_attr(&s).unwrap_err().to_string();
         assert!(err.contains("only allowed with SCHED_FIFO"), "{err}");
     }
 
     #[test]
     fn scheduler_deadline_fields_need_the_deadline_policy() {
-        let s = SchedulerBuilder::default()
-            .policy(LinuxSchedulerPolicy::SchedOther)
-            .runtime(10u64)
-            .build()
-            .unwrap();
+        let s = SchedulerBuilder::default().policy(LinuxSchedulerPolicy::SchedOther).runtime(10u64).build().unwrap();
         assert!(sched_attr(&s).is_err());
     }
 
@@ -308,16 +279,9 @@ mod tests {
 
     #[test]
     fn ioprio_value_packs_class_and_priority() {
-        let p = LinuxIOPriorityBuilder::default()
-            .class(IOPriorityClass::IoprioClassBe)
-            .priority(4)
-            .build()
-            .unwrap();
+        let p = LinuxIOPriorityBuilder::default().class(IOPriorityClass::IoprioClassBe).priority(4).build().unwrap();
         assert_eq!(ioprio_value(&p).unwrap(), (2 << 13) | 4);
-        let bad = LinuxIOPriorityBuilder::default()
-            .priority(8)
-            .build()
-            .unwrap();
+        let bad = LinuxIOPriorityBuilder::default().priority(8).build().unwrap();
         assert!(ioprio_value(&bad).is_err());
     }
 
@@ -329,10 +293,7 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(personality_value(&p).unwrap(), 0x8 | 0x4_0000);
-        let bad = LinuxPersonalityBuilder::default()
-            .flags(vec!["NOPE".to_string()])
-            .build()
-            .unwrap();
+        let bad = LinuxPersonalityBuilder::default().flags(vec!["NOPE".to_string()]).build().unwrap();
         assert!(personality_value(&bad).is_err());
     }
 

@@ -33,12 +33,7 @@ pub fn fix_stdio_ownership(uid: u32) -> Result<()> {
         }
         match nix::unistd::fchown(bfd, Some(Uid::from_raw(uid)), None) {
             Ok(()) | Err(Errno::EINVAL | Errno::EPERM | Errno::EROFS) => {}
-            Err(e) => {
-                return Err(Error::Sys {
-                    context: format!("chown stdio fd {fd} to uid {uid}"),
-                    source: e,
-                })
-            }
+            Err(e) => return Err(Error::Sys { context: format!("chown stdio fd {fd} to uid {uid}"), source: e }),
         }
     }
     Ok(())
@@ -49,19 +44,9 @@ pub fn fix_stdio_ownership(uid: u32) -> Result<()> {
 /// With setgroups allowed the supplementary list is always set, so an empty
 /// `additionalGids` clears the groups inherited from the runtime.
 pub fn switch(user: &User) -> Result<()> {
-    let extra: Vec<Gid> = user
-        .additional_gids()
-        .iter()
-        .flatten()
-        .map(|g| Gid::from_raw(*g))
-        .collect();
+    let extra: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
     if setgroups_allowed() {
-        nix::unistd::setgroups(&extra).with_context(|| {
-            format!(
-                "setgroups({:?})",
-                user.additional_gids().as_deref().unwrap_or(&[])
-            )
-        })?;
+        nix::unistd::setgroups(&extra).with_context(|| format!("setgroups({:?})", user.additional_gids().as_deref().unwrap_or(&[])))?;
     } else if !extra.is_empty() {
         return Err(Error::InvalidConfig(format!(
             "process.user.additionalGids {:?}: setgroups is denied in this user namespace",
@@ -69,28 +54,18 @@ pub fn switch(user: &User) -> Result<()> {
         )));
     }
     let gid = Gid::from_raw(user.gid());
-    nix::unistd::setresgid(gid, gid, gid).with_context(|| {
-        format!(
-            "setresgid({}) (is the gid mapped in the user namespace?)",
-            user.gid()
-        )
-    })?;
+    nix::unistd::setresgid(gid, gid, gid)
+        .with_context(|| format!("setresgid({}) (is the gid mapped in the user namespace?)", user.gid()))?;
     let uid = Uid::from_raw(user.uid());
-    nix::unistd::setresuid(uid, uid, uid).with_context(|| {
-        format!(
-            "setresuid({}) (is the uid mapped in the user namespace?)",
-            user.uid()
-        )
-    })?;
+    nix::unistd::setresuid(uid, uid, uid)
+        .with_context(|| format!("setresuid({}) (is the uid mapped in the user namespace?)", user.uid()))?;
     Ok(())
 }
 
 /// `env` with `HOME` set from `passwd` (the container's /etc/passwd) for `uid` when it is
 /// missing or empty, as runc does; `/` when the uid has no entry.
 pub fn env_with_home(env: &[String], uid: u32, passwd: &str) -> Vec<String> {
-    let has_home = env
-        .iter()
-        .any(|kv| kv.strip_prefix("HOME=").is_some_and(|v| !v.is_empty()));
+    let has_home = env.iter().any(|kv| kv.strip_prefix("HOME=").is_some_and(|v| !v.is_empty()));
     if has_home {
         return env.to_vec();
     }

@@ -18,9 +18,7 @@ use super::options::MountOptions;
 use crate::error::{Error, Result};
 
 fn host_is_pure_v2() -> bool {
-    nix::sys::statfs::statfs("/sys/fs/cgroup")
-        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-        .unwrap_or(false)
+    nix::sys::statfs::statfs("/sys/fs/cgroup").map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC).unwrap_or(false)
 }
 
 /// Mount a `cgroup` (or `cgroup2`) entry of the spec at `dest`.
@@ -28,9 +26,7 @@ pub fn mount_cgroup(env: &MountEnv, dest: &Path, typ: &str, opts: &MountOptions)
     if host_is_pure_v2() || typ == "cgroup2" {
         return match new_fs_mount(env, dest, Path::new("cgroup2"), "cgroup2", opts) {
             Ok(_) => Ok(()),
-            Err(Error::Mount { message, .. })
-                if env.in_user_ns && (message.contains("EPERM") || message.contains("EBUSY")) =>
-            {
+            Err(Error::Mount { message, .. }) if env.in_user_ns && (message.contains("EPERM") || message.contains("EBUSY")) => {
                 let mut o = opts.clone();
                 o.flags |= libc::MS_BIND | libc::MS_REC;
                 bind_mount(env, dest, Path::new("/sys/fs/cgroup"), &o)
@@ -38,19 +34,14 @@ pub fn mount_cgroup(env: &MountEnv, dest: &Path, typ: &str, opts: &MountOptions)
             Err(e) => Err(e),
         };
     }
-    let tmpfs_opts = MountOptions {
-        flags: opts.mount_flags() & !libc::MS_RDONLY,
-        data: vec!["mode=755".into()],
-        ..MountOptions::default()
-    };
+    let tmpfs_opts =
+        MountOptions { flags: opts.mount_flags() & !libc::MS_RDONLY, data: vec!["mode=755".into()], ..MountOptions::default() };
     let tmpfs = new_fs_mount(env, dest, Path::new("tmpfs"), "tmpfs", &tmpfs_opts)?;
-    let table = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| mount_err(dest, format!("read /proc/self/cgroup: {e}")))?;
+    let table = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| mount_err(dest, format!("read /proc/self/cgroup: {e}")))?;
     let mountinfo = if env.cgroupns {
         String::new()
     } else {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| mount_err(dest, format!("read /proc/self/mountinfo: {e}")))?
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| mount_err(dest, format!("read /proc/self/mountinfo: {e}")))?
     };
     for line in table.lines() {
         let mut parts = line.splitn(3, ':');

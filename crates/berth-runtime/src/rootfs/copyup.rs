@@ -33,8 +33,9 @@ fn set_owner_mode(fd: BorrowedFd, st: &FileStat) {
 /// Copy everything in `from` into `to` (both directories); with `root_mode`, also give `to`
 /// the mode and owner of `from`.
 pub fn copy_dir_contents(from: BorrowedFd, to: BorrowedFd, root_mode: bool) -> R<()> {
-    let to_rd = super::safe_path::openat2(to, std::path::Path::new("."), nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY, 0, 0)
-        .map_err(|e| format!("open the new tmpfs: {e}"))?;
+    let to_rd =
+        super::safe_path::openat2(to, std::path::Path::new("."), nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY, 0, 0)
+            .map_err(|e| format!("open the new tmpfs: {e}"))?;
     if root_mode {
         let st = fstat(from).map_err(|e| format!("stat the old directory: {e}"))?;
         set_owner_mode(to_rd.as_fd(), &st);
@@ -46,8 +47,13 @@ fn copy_dir(from: BorrowedFd, to: BorrowedFd, depth: usize) -> R<()> {
     if depth > 256 {
         return Err("directory tree too deep".into());
     }
-    let mut dir = nix::dir::Dir::openat(from, ".", nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| format!("read directory: {e}"))?;
+    let mut dir = nix::dir::Dir::openat(
+        from,
+        ".",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("read directory: {e}"))?;
     let mut names: Vec<CString> = Vec::new();
     for entry in dir.iter() {
         let entry = entry.map_err(|e| format!("read directory: {e}"))?;
@@ -79,16 +85,14 @@ fn copy_entry(from: BorrowedFd, to: BorrowedFd, name: &CStr, depth: usize) -> R<
         }
         libc::S_IFREG => {
             let s = open_at(from, name, libc::O_RDONLY, 0).ok_or_else(|| last_err("open", os))?;
-            let d = open_at(to, name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)
-                .ok_or_else(|| last_err("create", os))?;
+            let d = open_at(to, name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600).ok_or_else(|| last_err("create", os))?;
             let (mut s, mut d) = (File::from(s), File::from(d));
             std::io::copy(&mut s, &mut d).map_err(|e| format!("copy {os:?}: {e}"))?;
             set_owner_mode(d.as_fd(), &st);
         }
         libc::S_IFLNK => {
             let target = nix::fcntl::readlinkat(from, os).map_err(|e| format!("readlink {os:?}: {e}"))?;
-            nix::unistd::symlinkat(target.as_os_str(), to, os)
-                .map_err(|e| format!("symlink {os:?}: {e}"))?;
+            nix::unistd::symlinkat(target.as_os_str(), to, os).map_err(|e| format!("symlink {os:?}: {e}"))?;
             // SAFETY: valid C string, relative to a dir fd we hold; does not follow the link.
             unsafe { libc::fchownat(to.as_raw_fd(), name.as_ptr(), st.st_uid, st.st_gid, libc::AT_SYMLINK_NOFOLLOW) };
         }

@@ -78,8 +78,7 @@ pub fn from_spec(d: &LinuxDevice) -> Result<DeviceNode> {
 /// The defaults plus the spec's devices; a spec entry replaces a default of the same path.
 pub fn device_list(spec_devices: &[LinuxDevice]) -> Result<Vec<DeviceNode>> {
     let mut from = spec_devices.iter().map(from_spec).collect::<Result<Vec<_>>>()?;
-    let mut list: Vec<DeviceNode> =
-        default_devices().into_iter().filter(|d| !from.iter().any(|s| s.path == d.path)).collect();
+    let mut list: Vec<DeviceNode> = default_devices().into_iter().filter(|d| !from.iter().any(|s| s.path == d.path)).collect();
     list.append(&mut from);
     Ok(list)
 }
@@ -113,14 +112,8 @@ fn create_device(root: BorrowedFd, d: &DeviceNode, in_user_ns: bool) -> Result<(
         Err(nix::Error::EEXIST) => return Ok(()),
         Err(e) => return Err(dev_err(d, format!("mknod: {e}"))),
     }
-    nix::unistd::fchownat(
-        &dir,
-        name,
-        Some(d.uid.into()),
-        Some(d.gid.into()),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| dev_err(d, format!("chown: {e}")))
+    nix::unistd::fchownat(&dir, name, Some(d.uid.into()), Some(d.gid.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(|e| dev_err(d, format!("chown: {e}")))
 }
 
 fn bind_host_device(root: BorrowedFd, d: &DeviceNode) -> Result<()> {
@@ -135,21 +128,15 @@ fn bind_host_device(root: BorrowedFd, d: &DeviceNode) -> Result<()> {
 /// are kept. With a devpts at /dev/pts, `/dev/ptmx` becomes a symlink to `pts/ptmx`.
 pub fn create_dev_symlinks(root: BorrowedFd, devpts: bool) -> Result<()> {
     let dev = mkdir_all_in_root(root, Path::new("/dev"), Mode::from_bits_truncate(0o755))?;
-    let mut links = vec![
-        ("/proc/self/fd", "fd"),
-        ("/proc/self/fd/0", "stdin"),
-        ("/proc/self/fd/1", "stdout"),
-        ("/proc/self/fd/2", "stderr"),
-    ];
+    let mut links =
+        vec![("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr")];
     if Path::new("/proc/kcore").exists() {
         links.push(("/proc/kcore", "core"));
     }
     for (target, name) in links {
         match nix::unistd::symlinkat(target, &dev, name) {
             Ok(()) | Err(nix::Error::EEXIST) => {}
-            Err(e) => {
-                return Err(Error::Mount { destination: format!("/dev/{name}"), message: format!("symlink: {e}") })
-            }
+            Err(e) => return Err(Error::Mount { destination: format!("/dev/{name}"), message: format!("symlink: {e}") }),
         }
     }
     if devpts {
@@ -158,8 +145,7 @@ pub fn create_dev_symlinks(root: BorrowedFd, devpts: bool) -> Result<()> {
             Ok(()) | Err(nix::Error::ENOENT) => {}
             Err(e) => return Err(ptmx_err(format!("remove: {e}"))),
         }
-        nix::unistd::symlinkat("pts/ptmx", &dev, "ptmx")
-            .map_err(|e| ptmx_err(format!("symlink to pts/ptmx: {e}")))?;
+        nix::unistd::symlinkat("pts/ptmx", &dev, "ptmx").map_err(|e| ptmx_err(format!("symlink to pts/ptmx: {e}")))?;
     }
     Ok(())
 }
@@ -170,19 +156,15 @@ mod tests {
 
     #[test]
     fn spec_devices_replace_defaults_and_are_validated() {
-        let fuse: LinuxDevice = serde_json::from_str(
-            r#"{"path":"/dev/fuse","type":"c","major":10,"minor":229,"fileMode":8630,"uid":0,"gid":0}"#,
-        )
-        .unwrap();
-        let null: LinuxDevice =
-            serde_json::from_str(r#"{"path":"/dev/null","type":"c","major":1,"minor":3,"fileMode":438}"#).unwrap();
+        let fuse: LinuxDevice =
+            serde_json::from_str(r#"{"path":"/dev/fuse","type":"c","major":10,"minor":229,"fileMode":8630,"uid":0,"gid":0}"#).unwrap();
+        let null: LinuxDevice = serde_json::from_str(r#"{"path":"/dev/null","type":"c","major":1,"minor":3,"fileMode":438}"#).unwrap();
         let list = device_list(&[fuse, null]).unwrap();
         assert_eq!(list.len(), 7);
         let f = list.iter().find(|d| d.path == Path::new("/dev/fuse")).unwrap();
         assert_eq!((f.major, f.minor, f.mode), (10, 229, 0o666));
         assert_eq!(list.iter().filter(|d| d.path == Path::new("/dev/null")).count(), 1);
-        let bad: LinuxDevice =
-            serde_json::from_str(r#"{"path":"dev/../x","type":"c","major":1,"minor":3}"#).unwrap();
+        let bad: LinuxDevice = serde_json::from_str(r#"{"path":"dev/../x","type":"c","major":1,"minor":3}"#).unwrap();
         assert!(from_spec(&bad).is_err());
         let neg: LinuxDevice = serde_json::from_str(r#"{"path":"/dev/x","type":"b","major":-1,"minor":3}"#).unwrap();
         assert!(from_spec(&neg).is_err());

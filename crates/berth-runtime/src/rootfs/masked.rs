@@ -42,8 +42,7 @@ fn verified_dev_null(root: BorrowedFd) -> Result<OwnedFd> {
     let dev = open_in_root_raw(root, Path::new("/dev"), OFlag::O_PATH | OFlag::O_DIRECTORY)
         .map_err(|e| mount_err(dest, format!("open /dev to mask paths: {e}")))?;
     let fd = open_step(dev.as_fd(), "null".as_ref()).map_err(|e| mount_err(dest, format!("open to mask paths: {e}")))?;
-    let st = nix::sys::stat::fstat(&fd)
-        .map_err(|e| mount_err(dest, format!("stat: {e}")))?;
+    let st = nix::sys::stat::fstat(&fd).map_err(|e| mount_err(dest, format!("stat: {e}")))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != nix::sys::stat::makedev(1, 3) {
         return Err(mount_err(dest, "is not the null device (1:3): refusing to use it to mask paths"));
     }
@@ -56,8 +55,7 @@ pub fn masked_paths(root: BorrowedFd, paths: &[String]) -> Result<()> {
     for p in paths {
         let path = Path::new(p);
         let Some(target) = open_existing(root, path)? else { continue };
-        let is_dir = super::safe_path::file_type(target.as_fd()).map_err(|e| mount_err(path, format!("stat: {e}")))?
-            == libc::S_IFDIR;
+        let is_dir = super::safe_path::file_type(target.as_fd()).map_err(|e| mount_err(path, format!("stat: {e}")))? == libc::S_IFDIR;
         let mnt = if is_dir {
             new_tmpfs(&[], libc::MOUNT_ATTR_RDONLY).map_err(|e| mount_err(path, format!("mask with a tmpfs: {e}")))?
         } else {
@@ -75,8 +73,6 @@ pub fn masked_paths(root: BorrowedFd, paths: &[String]) -> Result<()> {
 /// Make the mount at `path` (a mount root, e.g. `/` or `/dev`) read-only, keeping its other
 /// flags (mount_setattr changes only the attribute asked for).
 pub fn make_readonly(root: BorrowedFd, path: &Path) -> Result<()> {
-    let fd = open_in_root_raw(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .map_err(|e| mount_err(path, format!("open: {e}")))?;
-    set_attr(fd.as_fd(), false, libc::MOUNT_ATTR_RDONLY, 0, 0)
-        .map_err(|e| mount_err(path, format!("remount read-only: {e}")))
+    let fd = open_in_root_raw(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY).map_err(|e| mount_err(path, format!("open: {e}")))?;
+    set_attr(fd.as_fd(), false, libc::MOUNT_ATTR_RDONLY, 0, 0).map_err(|e| mount_err(path, format!("remount read-only: {e}")))
 }

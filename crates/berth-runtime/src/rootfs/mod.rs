@@ -43,9 +43,7 @@ pub struct RootfsContext<'a> {
 fn rootfs_propagation(spec: &Spec) -> Result<Option<u64>> {
     match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => Ok(None),
-        Some(p) => propagation_flag(p)
-            .map(Some)
-            .ok_or_else(|| Error::InvalidConfig(format!("unknown rootfsPropagation {p:?}"))),
+        Some(p) => propagation_flag(p).map(Some).ok_or_else(|| Error::InvalidConfig(format!("unknown rootfsPropagation {p:?}"))),
     }
 }
 
@@ -69,9 +67,7 @@ fn is_bind(m: &Mount) -> bool {
 /// The `/dev` entry that is not a bind and asks for `ro`: mounted rw so that the devices can
 /// be created, made read-only by [`finalize`] (runc does the same).
 fn readonly_dev_mount(spec: &Spec) -> bool {
-    mounts(spec)
-        .iter()
-        .any(|m| m.destination() == Path::new("/dev") && !is_bind(m) && has_option(m, "ro"))
+    mounts(spec).iter().any(|m| m.destination() == Path::new("/dev") && !is_bind(m) && has_option(m, "ro"))
 }
 
 /// Before pivot: root propagation, bind of the rootfs, `mounts`, devices, `/dev` symlinks.
@@ -122,9 +118,7 @@ pub fn prepare_with_barrier(ctx: &RootfsContext, cgroup_barrier: &mut dyn FnMut(
         let spec_devices = spec.linux().as_ref().and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
         let list = devices::device_list(spec_devices)?;
         devices::create_devices(root.as_fd(), &list, ctx.in_user_ns)?;
-        let devpts = mounts(spec)
-            .iter()
-            .any(|m| m.destination() == Path::new("/dev/pts") && m.typ().as_deref() == Some("devpts"));
+        let devpts = mounts(spec).iter().any(|m| m.destination() == Path::new("/dev/pts") && m.typ().as_deref() == Some("devpts"));
         devices::create_dev_symlinks(root.as_fd(), devpts)?;
     }
     Ok(())

@@ -28,9 +28,7 @@ pub fn mount_path(source: Option<&Path>, target: &Path, fstype: Option<&str>, fl
     let dat = data.filter(|d| !d.is_empty()).map(|s| cstr(s.as_bytes())).transpose()?;
     let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
     // SAFETY: every pointer is either null or a NUL-terminated string alive for the call.
-    let r = unsafe {
-        libc::mount(ptr(&src), tgt.as_ptr(), ptr(&typ), flags as libc::c_ulong, ptr(&dat).cast())
-    };
+    let r = unsafe { libc::mount(ptr(&src), tgt.as_ptr(), ptr(&typ), flags as libc::c_ulong, ptr(&dat).cast()) };
     check(r as libc::c_long).map(drop)
 }
 
@@ -55,10 +53,7 @@ pub fn clone_tree(fd: BorrowedFd, recursive: bool) -> nix::Result<OwnedFd> {
 pub fn move_mount_onto(from: BorrowedFd, to: BorrowedFd) -> nix::Result<()> {
     let flags = libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH;
     // SAFETY: both paths are valid empty C strings; the fds are open.
-    check(unsafe {
-        libc::syscall(libc::SYS_move_mount, from.as_raw_fd(), c"".as_ptr(), to.as_raw_fd(), c"".as_ptr(), flags)
-    })
-    .map(drop)
+    check(unsafe { libc::syscall(libc::SYS_move_mount, from.as_raw_fd(), c"".as_ptr(), to.as_raw_fd(), c"".as_ptr(), flags) }).map(drop)
 }
 
 /// mount_setattr(2) on the mount `fd` is the root of (and its submounts if `recursive`).
@@ -98,9 +93,7 @@ pub fn new_tmpfs(options: &[(&str, &str)], attrs: u64) -> nix::Result<OwnedFd> {
     for (k, v) in options {
         let (k, v) = (cstr(k.as_bytes())?, cstr(v.as_bytes())?);
         // SAFETY: valid C strings alive for the call, on the fs context fd we own.
-        check(unsafe {
-            libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), libc::FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0)
-        })?;
+        check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), libc::FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0) })?;
     }
     // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
     check(unsafe {

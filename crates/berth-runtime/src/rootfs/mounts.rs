@@ -15,9 +15,7 @@ use oci_spec::runtime::Mount;
 
 use super::mount_fd::{clone_tree, mount_onto, move_mount_onto, set_attr, set_propagation};
 use super::options::MountOptions;
-use super::safe_path::{
-    container_path_of, create_file_in_root, file_type, mkdir_all_in_root, mount_id, open_in_root, open_step,
-};
+use super::safe_path::{container_path_of, create_file_in_root, file_type, mkdir_all_in_root, mount_id, open_in_root, open_step};
 use super::{cgroup_mount, copyup};
 use crate::error::{Error, Result};
 
@@ -64,8 +62,7 @@ pub fn mount_entry(env: &MountEnv, m: &Mount) -> Result<()> {
     if dest.components().any(|c| c == Component::ParentDir) {
         return Err(mount_err(dest, "the destination may not contain '..'"));
     }
-    let opts = MountOptions::parse(m.options().as_deref().unwrap_or(&[]))
-        .map_err(|e| mount_err(dest, e.to_string()))?;
+    let opts = MountOptions::parse(m.options().as_deref().unwrap_or(&[])).map_err(|e| mount_err(dest, e.to_string()))?;
     if opts.idmap || m.uid_mappings().is_some() || m.gid_mappings().is_some() {
         return Err(Error::Unsupported(format!("mount {}: id-mapped mounts (idmap, ridmap)", dest.display())));
     }
@@ -87,9 +84,7 @@ pub fn mount_entry(env: &MountEnv, m: &Mount) -> Result<()> {
         _ => {
             let source = m.source().as_deref().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(typ));
             match new_fs_mount(env, dest, &source, typ, &opts) {
-                Err(Error::Mount { message, .. })
-                    if typ == "sysfs" && env.in_user_ns && message.contains("EPERM") =>
-                {
+                Err(Error::Mount { message, .. }) if typ == "sysfs" && env.in_user_ns && message.contains("EPERM") => {
                     let mut o = opts.clone();
                     o.flags |= libc::MS_BIND | libc::MS_REC;
                     bind_mount(env, dest, Path::new("/sys"), &o)
@@ -151,8 +146,7 @@ fn is_procfs(fd: BorrowedFd) -> bool {
 pub fn bind_mount(env: &MountEnv, dest: &Path, source: &Path, opts: &MountOptions) -> Result<()> {
     let src = nix::fcntl::open(source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| mount_err(dest, format!("open bind source {}: {e}", source.display())))?;
-    let src_is_dir = file_type(src.as_fd()).map_err(|e| mount_err(dest, format!("stat {}: {e}", source.display())))?
-        == libc::S_IFDIR;
+    let src_is_dir = file_type(src.as_fd()).map_err(|e| mount_err(dest, format!("stat {}: {e}", source.display())))? == libc::S_IFDIR;
     let target = if src_is_dir {
         mkdir_all_in_root(env.root, dest, Mode::from_bits_truncate(0o755))
     } else {
@@ -161,18 +155,14 @@ pub fn bind_mount(env: &MountEnv, dest: &Path, source: &Path, opts: &MountOption
     .map_err(|e| mount_err(dest, format!("create the mount point: {e}")))?;
     let target_is_dir = file_type(target.as_fd()).map_err(|e| mount_err(dest, format!("stat: {e}")))? == libc::S_IFDIR;
     if src_is_dir != target_is_dir {
-        return Err(mount_err(
-            dest,
-            format!("cannot bind a {} onto a {}", kind(src_is_dir), kind(target_is_dir)),
-        ));
+        return Err(mount_err(dest, format!("cannot bind a {} onto a {}", kind(src_is_dir), kind(target_is_dir))));
     }
     let resolved = container_path_of(target.as_fd(), env.rootfs)?;
     check_proc_destination(&resolved, dest, "bind", is_procfs(src.as_fd()))?;
     let tree = clone_tree(src.as_fd(), opts.is_recursive_bind())
         .map_err(|e| mount_err(dest, format!("clone mount of {}: {e}", source.display())))?;
     apply_attrs(env, dest, tree.as_fd(), opts)?;
-    move_mount_onto(tree.as_fd(), target.as_fd())
-        .map_err(|e| mount_err(dest, format!("bind {}: {e}", source.display())))?;
+    move_mount_onto(tree.as_fd(), target.as_fd()).map_err(|e| mount_err(dest, format!("bind {}: {e}", source.display())))?;
     apply_propagation(dest, tree.as_fd(), opts)
 }
 

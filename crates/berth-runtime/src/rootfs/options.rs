@@ -31,7 +31,8 @@ pub struct MountOptions {
 /// (name, clears?, flag) of runc's mount flag table.
 /// Every option name the parser understands (what `features` reports as mountOptions).
 pub fn known_options() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = FLAGS.iter().map(|f| f.0).chain(PROPAGATION.iter().map(|p| p.0)).chain(REC_ATTRS.iter().map(|r| r.0)).collect();
+    let mut names: Vec<&'static str> =
+        FLAGS.iter().map(|f| f.0).chain(PROPAGATION.iter().map(|p| p.0)).chain(REC_ATTRS.iter().map(|r| r.0)).collect();
     names.push("tmpcopyup");
     names.sort_unstable();
     names.dedup();
@@ -253,11 +254,8 @@ mod tests {
     #[test]
     fn recursive_attributes_map_to_mount_setattr() {
         let o = parse(&["rro", "rnosuid", "rnodev", "rnoexec", "rnoatime"]);
-        let want = libc::MOUNT_ATTR_RDONLY
-            | libc::MOUNT_ATTR_NOSUID
-            | libc::MOUNT_ATTR_NODEV
-            | libc::MOUNT_ATTR_NOEXEC
-            | libc::MOUNT_ATTR_NOATIME;
+        let want =
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC | libc::MOUNT_ATTR_NOATIME;
         assert_eq!(o.rec_attr_set, want);
         assert_eq!(o.rec_attr_clr, libc::MOUNT_ATTR__ATIME);
         let o = parse(&["rro", "rrw", "rsuid"]);

@@ -25,8 +25,7 @@ pub fn pivot_root(rootfs: &Path) -> Result<()> {
     nix::unistd::fchdir(&old_root).context("chdir to the old root")?;
     // Make the old root a slave before detaching it, so that the unmount cannot propagate
     // to the host's mounts.
-    mount_path(None, Path::new("."), None, libc::MS_SLAVE | libc::MS_REC, None)
-        .context("make the old root rslave")?;
+    mount_path(None, Path::new("."), None, libc::MS_SLAVE | libc::MS_REC, None).context("make the old root rslave")?;
     nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).context("detach the old root")?;
     nix::unistd::chdir("/").context("chdir to the new root")?;
     Ok(())
@@ -36,8 +35,7 @@ pub fn pivot_root(rootfs: &Path) -> Result<()> {
 /// reachable to a process that can escape the chroot: this is what --no-pivot means).
 pub fn move_root(rootfs: &Path) -> Result<()> {
     nix::unistd::chdir(rootfs).with_context(|| format!("chdir to {}", rootfs.display()))?;
-    mount_path(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None)
-        .with_context(|| format!("move {} to /", rootfs.display()))?;
+    mount_path(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None).with_context(|| format!("move {} to /", rootfs.display()))?;
     nix::unistd::chroot(".").context("chroot into the rootfs")?;
     nix::unistd::chdir("/").context("chdir to the new root")?;
     Ok(())

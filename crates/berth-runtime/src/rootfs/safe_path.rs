@@ -32,29 +32,18 @@ fn unsafe_path(path: &Path, message: impl Into<String>) -> Error {
 }
 
 fn cstring(path: &OsStr) -> Result<CString> {
-    CString::new(path.as_bytes())
-        .map_err(|_| unsafe_path(Path::new(path), "path contains a NUL byte"))
+    CString::new(path.as_bytes()).map_err(|_| unsafe_path(Path::new(path), "path contains a NUL byte"))
 }
 
 /// Raw openat2(2), retried on EINTR and EAGAIN (a concurrent rename in the root).
 pub fn openat2(dirfd: BorrowedFd, path: &Path, flags: OFlag, mode: u32, resolve: u64) -> nix::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| nix::Error::EINVAL)?;
-    let how = OpenHow {
-        flags: (flags | OFlag::O_CLOEXEC).bits() as u64,
-        mode: mode as u64,
-        resolve,
-    };
+    let how = OpenHow { flags: (flags | OFlag::O_CLOEXEC).bits() as u64, mode: mode as u64, resolve };
     for _ in 0..128 {
         // SAFETY: `c` is a valid NUL-terminated string, `how` a valid open_how of the given
         // size; both outlive the call.
         let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
+            libc::syscall(libc::SYS_openat2, dirfd.as_raw_fd(), c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
         };
         if fd >= 0 {
             // SAFETY: openat2 returned a new fd that nothing else owns.
@@ -138,8 +127,7 @@ pub fn file_type(fd: BorrowedFd) -> nix::Result<libc::mode_t> {
 /// Whether the symlink `name` in `dir` (open as `link`) is a procfs magic link such as
 /// `/proc/self/fd/N`: following it with RESOLVE_NO_MAGICLINKS fails with ELOOP.
 fn is_magic_link(dir: BorrowedFd, name: &OsStr, link: BorrowedFd) -> bool {
-    let on_proc = nix::sys::statfs::fstatfs(link)
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    let on_proc = nix::sys::statfs::fstatfs(link).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
     on_proc
         && matches!(
             openat2(dir, Path::new(name), OFlag::O_PATH, 0, libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_BENEATH),
@@ -151,9 +139,7 @@ fn is_magic_link(dir: BorrowedFd, name: &OsStr, link: BorrowedFd) -> bool {
 fn read_link_fd(fd: BorrowedFd) -> nix::Result<OsString> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
     // SAFETY: the empty path is a valid C string; `buf` is writable for its length.
-    let n = unsafe {
-        libc::readlinkat(fd.as_raw_fd(), c"".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-    };
+    let n = unsafe { libc::readlinkat(fd.as_raw_fd(), c"".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
         return Err(nix::Error::last());
     }
@@ -201,8 +187,7 @@ fn walk_creating(root: BorrowedFd, path: &Path, leaf: Leaf) -> Result<OwnedFd> {
                     (false, Leaf::Dir(mode)) => Leaf::Dir(mode),
                     (false, Leaf::File(_)) => Leaf::Dir(Mode::from_bits_truncate(0o755)),
                 };
-                create_step(dir, &name, what)
-                    .map_err(|e| fail(format!("create {:?}: {e}", name)))?;
+                create_step(dir, &name, what).map_err(|e| fail(format!("create {:?}: {e}", name)))?;
                 open_step(dir, &name).map_err(|e| fail(format!("open {:?} after creating it: {e}", name)))?
             }
             Err(e) => return Err(fail(format!("open {:?}: {e}", name))),
@@ -286,8 +271,7 @@ pub fn proc_fd_path(fd: BorrowedFd) -> PathBuf {
 
 /// The host path the kernel reports for an fd (readlink of `/proc/self/fd/N`).
 pub fn fd_host_path(fd: BorrowedFd) -> Result<PathBuf> {
-    std::fs::read_link(proc_fd_path(fd))
-        .map_err(|e| Error::Io { context: format!("readlink /proc/self/fd/{}", fd.as_raw_fd()), source: e })
+    std::fs::read_link(proc_fd_path(fd)).map_err(|e| Error::Io { context: format!("readlink /proc/self/fd/{}", fd.as_raw_fd()), source: e })
 }
 
 /// Check that `fd` still lies inside `root` (a host path) and return its path in the container.
@@ -307,15 +291,8 @@ pub fn mount_id(fd: BorrowedFd) -> nix::Result<u64> {
     // SAFETY: statx is plain data; zero is a valid initial value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: empty path with AT_EMPTY_PATH stats the fd itself; `stx` is writable.
-    let r = unsafe {
-        libc::statx(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_MNT_ID,
-            &mut stx,
-        )
-    };
+    let r =
+        unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW, libc::STATX_MNT_ID, &mut stx) };
     if r != 0 {
         return Err(nix::Error::last());
     }

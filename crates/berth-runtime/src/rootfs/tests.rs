@@ -44,10 +44,7 @@ fn in_private_mount_ns(f: impl FnOnce() -> std::result::Result<(), String>) {
             let mut msg = String::new();
             let _ = std::io::Read::read_to_string(&mut std::fs::File::from(rd), &mut msg);
             let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
-            assert!(
-                matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
-                "child failed ({status:?}): {msg}"
-            );
+            assert!(matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)), "child failed ({status:?}): {msg}");
         }
     }
 }
@@ -130,10 +127,7 @@ fn full_rootfs_setup_mounts_devices_pivots_and_hides_paths() {
         check(std::fs::read_to_string("/etc/copy/sub/a").map_err(|e| e.to_string())? == "copied", "tmpcopyup")?;
         check(std::fs::read_link("/etc/copy/link").map_err(|e| e.to_string())? == Path::new("x"), "copyup link")?;
         check(std::fs::write("/etc/copy/new", "x").is_err(), "tmpcopyup mount is read-only")?;
-        check(
-            std::fs::read_to_string("/data/hostfile").map_err(|e| e.to_string())? == "from the host",
-            "file bind",
-        )?;
+        check(std::fs::read_to_string("/data/hostfile").map_err(|e| e.to_string())? == "from the host", "file bind")?;
         check(std::fs::OpenOptions::new().append(true).open("/data/hostfile").is_err(), "ro bind")?;
         check(std::fs::read_dir("/hide/dir").map_err(|e| e.to_string())?.next().is_none(), "masked dir")?;
         check(std::fs::read_to_string("/hide/file").map_err(|e| e.to_string())?.is_empty(), "masked file")?;

@@ -55,24 +55,12 @@ fn cache_key(seccomp: &LinuxSeccomp) -> Result<String> {
     // Serializing the parsed struct is canonical: fields come out in declaration order and
     // there are no maps, so key order, whitespace and number spelling of the input vanish.
     // (Going through serde_json::Value to sort keys costs six times more.)
-    let canonical = serde_json::to_vec(seccomp)
-        .map_err(|e| Error::InvalidConfig(format!("seccomp: serialize the seccomp object: {e}")))?;
-    let uts = nix::sys::utsname::uname().map_err(|source| Error::Sys {
-        context: "seccomp: uname".into(),
-        source,
-    })?;
-    let lib = libseccomp::ScmpVersion::current()
-        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
-        .unwrap_or_default();
+    let canonical = serde_json::to_vec(seccomp).map_err(|e| Error::InvalidConfig(format!("seccomp: serialize the seccomp object: {e}")))?;
+    let uts = nix::sys::utsname::uname().map_err(|source| Error::Sys { context: "seccomp: uname".into(), source })?;
+    let lib = libseccomp::ScmpVersion::current().map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro)).unwrap_or_default();
 
     let mut hasher = Sha256::new();
-    for part in [
-        CACHE_FORMAT.as_bytes(),
-        &canonical,
-        uts.machine().as_encoded_bytes(),
-        uts.release().as_encoded_bytes(),
-        lib.as_bytes(),
-    ] {
+    for part in [CACHE_FORMAT.as_bytes(), &canonical, uts.machine().as_encoded_bytes(), uts.release().as_encoded_bytes(), lib.as_bytes()] {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
@@ -137,10 +125,7 @@ fn write_entry(dir: &Path, path: &Path, bpf: &[u8]) -> Result<()> {
         .create(dir)
         .with_context(|| format!("seccomp: create cache directory {}", dir.display()))?;
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".tmp-{}-{nanos}-{seq}.bpf", std::process::id()));
     let written = OpenOptions::new()

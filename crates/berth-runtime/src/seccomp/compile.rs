@@ -26,8 +26,7 @@ pub(super) fn compile_bpf(seccomp: &LinuxSeccomp) -> Result<Vec<u8>> {
     let default = scmp_action(seccomp.default_action(), seccomp.default_errno_ret(), "defaultAction")?;
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| lib_error("create filter", e))?;
     for arch in seccomp.architectures().iter().flatten() {
-        ctx.add_arch(scmp_arch(*arch))
-            .map_err(|e| lib_error(&format!("add architecture {arch}"), e))?;
+        ctx.add_arch(scmp_arch(*arch)).map_err(|e| lib_error(&format!("add architecture {arch}"), e))?;
     }
     let mut rules = 0usize;
     for rule in seccomp.syscalls().iter().flatten() {
@@ -76,10 +75,7 @@ fn add_rule(ctx: &mut ScmpFilterContext, rule: &LinuxSyscall, default: libseccom
         let result = if conditions.is_empty() {
             ctx.add_rule(action, syscall).map(|_| 1)
         } else if split {
-            conditions
-                .iter()
-                .try_for_each(|c| ctx.add_rule_conditional(action, syscall, &[*c]).map(|_| ()))
-                .map(|_| conditions.len())
+            conditions.iter().try_for_each(|c| ctx.add_rule_conditional(action, syscall, &[*c]).map(|_| ())).map(|_| conditions.len())
         } else {
             ctx.add_rule_conditional(action, syscall, &conditions).map(|_| 1)
         };
@@ -99,11 +95,7 @@ fn condition(arg: &LinuxSeccompArg) -> ScmpArgCompare {
         LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
         // value is the mask, valueTwo the expected value (runtime spec, runc).
         LinuxSeccompOperator::ScmpCmpMaskedEq => {
-            return ScmpArgCompare::new(
-                arg.index() as u32,
-                ScmpCompareOp::MaskedEqual(arg.value()),
-                arg.value_two().unwrap_or(0),
-            )
+            return ScmpArgCompare::new(arg.index() as u32, ScmpCompareOp::MaskedEqual(arg.value()), arg.value_two().unwrap_or(0))
         }
     };
     ScmpArgCompare::new(arg.index() as u32, op, arg.value())
@@ -151,8 +143,7 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
     let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     ctx.export_bpf(&file).map_err(|e| lib_error("export BPF", e))?;
     let mut bpf = Vec::new();
-    file.seek(SeekFrom::Start(0))
-        .context("seccomp: rewind the BPF export")?;
+    file.seek(SeekFrom::Start(0)).context("seccomp: rewind the BPF export")?;
     file.read_to_end(&mut bpf).context("seccomp: read the BPF export")?;
     Ok(bpf)
 }

@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 /// or `CAP_SYS_ADMIN`. Returns the user-notification listener fd for `SCMP_ACT_NOTIFY`
 /// profiles (close-on-exec, as the kernel creates it).
 pub fn load(filter: &CompiledFilter) -> Result<Option<OwnedFd>> {
-    let len = u16::try_from(filter.program.len())
-        .map_err(|_| Error::InvalidConfig("seccomp: program longer than 65535 instructions".into()))?;
+    let len =
+        u16::try_from(filter.program.len()).map_err(|_| Error::InvalidConfig("seccomp: program longer than 65535 instructions".into()))?;
     let prog = libc::sock_fprog {
         len,
         // The kernel only reads the program; u64 elements are 8 bytes, 8-aligned, which
@@ -23,14 +23,7 @@ pub fn load(filter: &CompiledFilter) -> Result<Option<OwnedFd>> {
     let rc = loop {
         // SAFETY: `prog` points at `len` valid sock_filter instructions that outlive the call;
         // the kernel copies the program before it returns.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                filter.flags,
-                &prog as *const libc::sock_fprog,
-            )
-        };
+        let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, filter.flags, &prog as *const libc::sock_fprog) };
         if rc >= 0 || Errno::last() != Errno::EINTR {
             break rc;
         }
@@ -38,16 +31,11 @@ pub fn load(filter: &CompiledFilter) -> Result<Option<OwnedFd>> {
     if rc < 0 {
         let errno = Errno::last();
         let context = match errno {
-            Errno::EACCES => {
-                "seccomp: install filter (set no_new_privs first, or keep CAP_SYS_ADMIN until seccomp is loaded)"
-            }
+            Errno::EACCES => "seccomp: install filter (set no_new_privs first, or keep CAP_SYS_ADMIN until seccomp is loaded)",
             Errno::EINVAL => "seccomp: install filter (the kernel rejected the program or its flags)",
             _ => "seccomp: install filter",
         };
-        return Err(Error::Sys {
-            context: context.into(),
-            source: errno,
-        });
+        return Err(Error::Sys { context: context.into(), source: errno });
     }
     if filter.uses_notify() {
         let fd = i32::try_from(rc).map_err(|_| Error::Init(format!("seccomp: listener fd {rc} out of range")))?;
@@ -56,9 +44,7 @@ pub fn load(filter: &CompiledFilter) -> Result<Option<OwnedFd>> {
     }
     if rc > 0 {
         // With TSYNC (without ESRCH) a positive return is the thread that could not sync.
-        return Err(Error::Init(format!(
-            "seccomp: install filter: thread {rc} could not be synchronized (TSYNC)"
-        )));
+        return Err(Error::Init(format!("seccomp: install filter: thread {rc} could not be synchronized (TSYNC)")));
     }
     Ok(None)
 }

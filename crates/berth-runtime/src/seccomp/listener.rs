@@ -20,11 +20,7 @@ union CmsgBuffer {
 
 /// The runtime spec's containerProcessState for the seccomp agent, as JSON bytes.
 pub fn container_process_state(pid: i32, metadata: &str, state: Value) -> Vec<u8> {
-    let oci_version = state
-        .get("ociVersion")
-        .and_then(Value::as_str)
-        .unwrap_or(crate::spec::OCI_VERSION)
-        .to_owned();
+    let oci_version = state.get("ociVersion").and_then(Value::as_str).unwrap_or(crate::spec::OCI_VERSION).to_owned();
     let doc = json!({
         "ociVersion": oci_version,
         "fds": ["seccompFd"],
@@ -51,31 +47,17 @@ pub fn send_to_listener(
     let payload = match parsed {
         Value::Object(ref map) if map.contains_key("fds") => state_json_with_fds.to_vec(),
         Value::Object(ref map) => {
-            let pid = map
-                .get("pid")
-                .and_then(Value::as_i64)
-                .and_then(|p| i32::try_from(p).ok())
-                .unwrap_or(0);
+            let pid = map.get("pid").and_then(Value::as_i64).and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
             container_process_state(pid, listener_metadata, parsed)
         }
-        _ => {
-            return Err(Error::InvalidConfig(
-                "seccomp: listener payload is not a JSON object".into(),
-            ))
-        }
+        _ => return Err(Error::InvalidConfig("seccomp: listener payload is not a JSON object".into())),
     };
-    let mut stream = UnixStream::connect(listener_path)
-        .with_context(|| format!("seccomp: connect to listenerPath {}", listener_path.display()))?;
-    let sent = send_fd(stream.as_fd(), &payload, notify_fd).map_err(|e| {
-        Error::Init(format!(
-            "seccomp: send to listenerPath {}: {e}",
-            listener_path.display()
-        ))
-    })?;
+    let mut stream =
+        UnixStream::connect(listener_path).with_context(|| format!("seccomp: connect to listenerPath {}", listener_path.display()))?;
+    let sent = send_fd(stream.as_fd(), &payload, notify_fd)
+        .map_err(|e| Error::Init(format!("seccomp: send to listenerPath {}: {e}", listener_path.display())))?;
     // A stream socket may take the fd with only part of a large payload.
-    stream
-        .write_all(&payload[sent..])
-        .with_context(|| format!("seccomp: send state to listenerPath {}", listener_path.display()))?;
+    stream.write_all(&payload[sent..]).with_context(|| format!("seccomp: send state to listenerPath {}", listener_path.display()))?;
     tracing::debug!(listener = %listener_path.display(), bytes = payload.len(), "seccomp: listener fd sent to the agent");
     Ok(())
 }
@@ -84,15 +66,10 @@ pub fn send_to_listener(
 /// number of payload bytes sent. Allocation-free, so usable in a forked child.
 pub fn send_fd(socket: BorrowedFd<'_>, payload: &[u8], fd: BorrowedFd<'_>) -> Result<usize> {
     if payload.is_empty() {
-        return Err(Error::InvalidConfig(
-            "seccomp: an fd needs at least one byte of payload".into(),
-        ));
+        return Err(Error::InvalidConfig("seccomp: an fd needs at least one byte of payload".into()));
     }
     let mut control = CmsgBuffer { bytes: [0; 64] };
-    let mut iov = libc::iovec {
-        iov_base: payload.as_ptr() as *mut libc::c_void,
-        iov_len: payload.len(),
-    };
+    let mut iov = libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: payload.len() };
     // SAFETY: msghdr is plain data; all-zero is a valid empty header.
     let mut msg: libc::msghdr = unsafe { zeroed() };
     msg.msg_iov = &mut iov;
@@ -127,10 +104,7 @@ pub fn send_fd(socket: BorrowedFd<'_>, payload: &[u8], fd: BorrowedFd<'_>) -> Re
 /// Returns the number of bytes received; 0 means the peer closed.
 pub fn recv_fd(socket: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>)> {
     let mut control = CmsgBuffer { bytes: [0; 64] };
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     // SAFETY: msghdr is plain data; all-zero is a valid empty header.
     let mut msg: libc::msghdr = unsafe { zeroed() };
     msg.msg_iov = &mut iov;

@@ -59,14 +59,7 @@ fn child_load(filter: &CompiledFilter) -> std::result::Result<Option<OwnedFd>, i
 
 fn mkdirat_missing() -> libc::c_long {
     // SAFETY: a NUL-terminated path literal; the call only fails or creates nothing.
-    unsafe {
-        libc::syscall(
-            libc::SYS_mkdirat,
-            libc::AT_FDCWD,
-            c"/nonexistent-berth/x".as_ptr(),
-            0o700,
-        )
-    }
+    unsafe { libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, c"/nonexistent-berth/x".as_ptr(), 0o700) }
 }
 
 #[test]
@@ -201,17 +194,9 @@ fn notify_profile_hands_listener_to_parent_which_answers() {
     let listener = fd.expect("listener fd attached");
     assert_eq!((n, byte[0]), (1, b'S'));
 
-    let mut pfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // SAFETY: one valid pollfd.
-    assert_eq!(
-        unsafe { libc::poll(&mut pfd, 1, 10_000) },
-        1,
-        "no notification within 10s"
-    );
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1, "no notification within 10s");
     // SAFETY: seccomp_notif is plain data; the kernel wants it zeroed.
     let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
     // SAFETY: RECV fills `req`, which is the size the ioctl number encodes.
@@ -219,12 +204,7 @@ fn notify_profile_hands_listener_to_parent_which_answers() {
     assert_eq!(rc, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
     assert_eq!(req.data.nr as libc::c_long, libc::SYS_mkdirat);
     assert_eq!(req.pid as i32, child.as_raw());
-    let mut resp = libc::seccomp_notif_resp {
-        id: req.id,
-        val: 42,
-        error: 0,
-        flags: 0,
-    };
+    let mut resp = libc::seccomp_notif_resp { id: req.id, val: 42, error: 0, flags: 0 };
     // SAFETY: SEND reads `resp`, which is the size the ioctl number encodes.
     let rc = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
     assert_eq!(rc, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
@@ -296,10 +276,8 @@ fn unknown_syscall_names_are_ignored() {
             {"names":["mkdirat","no_such_syscall_berth"],"action":"SCMP_ACT_ERRNO"}]}"#,
     ))
     .expect("unknown name must not fail");
-    let without = prepare(&profile(
-        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
-    ))
-    .expect("prepare");
+    let without = prepare(&profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#))
+        .expect("prepare");
     assert_eq!(with.bpf_bytes(), without.bpf_bytes());
 }
 
@@ -311,10 +289,8 @@ fn rule_with_the_default_action_is_skipped() {
             {"names":["mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
     ))
     .expect("prepare");
-    let plain = prepare(&profile(
-        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}"#,
-    ))
-    .expect("prepare");
+    let plain = prepare(&profile(r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}"#))
+        .expect("prepare");
     assert_eq!(skipped.bpf_bytes(), plain.bpf_bytes());
 }
 
@@ -324,9 +300,7 @@ fn prepare_err(json: &str) -> String {
 
 #[test]
 fn invalid_action_and_operator_are_clear_errors() {
-    let err = serde_json::from_str::<LinuxSeccomp>(r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#)
-        .expect_err("unknown action")
-        .to_string();
+    let err = serde_json::from_str::<LinuxSeccomp>(r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#).expect_err("unknown action").to_string();
     assert!(err.contains("SCMP_ACT_BOGUS"), "{err}");
     let err = serde_json::from_str::<LinuxSeccomp>(
         r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO",
@@ -341,20 +315,16 @@ fn invalid_action_and_operator_are_clear_errors() {
             "args":[{"index":6,"value":1,"op":"SCMP_CMP_EQ"}]}]}"#,
     );
     assert!(err.contains("seccomp") && err.contains("argument index 6"), "{err}");
-    let err =
-        prepare_err(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":[""],"action":"SCMP_ACT_ERRNO"}]}"#);
+    let err = prepare_err(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":[""],"action":"SCMP_ACT_ERRNO"}]}"#);
     assert!(err.contains("empty string"), "{err}");
-    let err = prepare_err(
-        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","errnoRet":70000}]}"#,
-    );
+    let err =
+        prepare_err(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","errnoRet":70000}]}"#);
     assert!(err.contains("errnoRet 70000"), "{err}");
 }
 
 #[test]
 fn notify_rules_are_checked() {
-    let err = prepare_err(
-        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_NOTIFY"}]}"#,
-    );
+    let err = prepare_err(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_NOTIFY"}]}"#);
     assert!(err.contains("requires listenerPath"), "{err}");
     let err = prepare_err(r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/a"}"#);
     assert!(err.contains("defaultAction"), "{err}");
@@ -388,10 +358,7 @@ fn cache_hit_is_identical_and_corrupt_entries_are_rewritten() {
     assert_eq!(first, fresh);
     assert_eq!(second, fresh);
 
-    let entries: Vec<_> = std::fs::read_dir(&cache)
-        .expect("cache dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let entries: Vec<_> = std::fs::read_dir(&cache).expect("cache dir").map(|e| e.expect("entry").path()).collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let entry = &entries[0];
     let good = std::fs::read(entry).expect("entry");
@@ -405,8 +372,7 @@ fn cache_hit_is_identical_and_corrupt_entries_are_rewritten() {
         assert_eq!(std::fs::read(entry).expect("rewritten"), good);
     }
     // A different profile gets a different entry.
-    let other =
-        profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#);
+    let other = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#);
     prepare_cached(&other, &cache).expect("other profile");
     assert_eq!(std::fs::read_dir(&cache).expect("cache dir").count(), 2);
 }
@@ -414,11 +380,8 @@ fn cache_hit_is_identical_and_corrupt_entries_are_rewritten() {
 #[test]
 fn cache_key_ignores_key_order_and_whitespace() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let a =
-        profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#);
-    let b = profile(
-        r#"{ "syscalls": [ { "action": "SCMP_ACT_ERRNO", "names": [ "mkdirat" ] } ], "defaultAction": "SCMP_ACT_ALLOW" }"#,
-    );
+    let a = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#);
+    let b = profile(r#"{ "syscalls": [ { "action": "SCMP_ACT_ERRNO", "names": [ "mkdirat" ] } ], "defaultAction": "SCMP_ACT_ALLOW" }"#);
     prepare_cached(&a, dir.path()).expect("a");
     prepare_cached(&b, dir.path()).expect("b");
     assert_eq!(std::fs::read_dir(dir.path()).expect("cache dir").count(), 1);

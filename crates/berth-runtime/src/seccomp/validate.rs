@@ -21,11 +21,8 @@ pub(super) fn scmp_action(action: LinuxSeccompAction, errno_ret: Option<u32>, wh
     let ret = || -> Result<u16> {
         match errno_ret {
             None => Ok(libc::EPERM as u16),
-            Some(v) => u16::try_from(v).map_err(|_| {
-                Error::InvalidConfig(format!(
-                    "seccomp: {what}: errnoRet {v} does not fit the 16-bit SECCOMP_RET_DATA"
-                ))
-            }),
+            Some(v) => u16::try_from(v)
+                .map_err(|_| Error::InvalidConfig(format!("seccomp: {what}: errnoRet {v} does not fit the 16-bit SECCOMP_RET_DATA"))),
         }
     };
     Ok(match action {
@@ -44,9 +41,7 @@ pub(super) fn scmp_action(action: LinuxSeccompAction, errno_ret: Option<u32>, wh
 /// `SECCOMP_FILTER_FLAG_*` bits to install the filter with.
 pub(super) fn check(seccomp: &LinuxSeccomp) -> Result<c_ulong> {
     if seccomp.default_action() == LinuxSeccompAction::ScmpActNotify {
-        return Err(Error::InvalidConfig(
-            "seccomp: SCMP_ACT_NOTIFY cannot be the defaultAction".into(),
-        ));
+        return Err(Error::InvalidConfig("seccomp: SCMP_ACT_NOTIFY cannot be the defaultAction".into()));
     }
     scmp_action(seccomp.default_action(), seccomp.default_errno_ret(), "defaultAction")?;
 
@@ -56,9 +51,7 @@ pub(super) fn check(seccomp: &LinuxSeccomp) -> Result<c_ulong> {
         let what = format!("syscall rule {first:?}");
         scmp_action(rule.action(), rule.errno_ret(), &what)?;
         if rule.names().iter().any(String::is_empty) {
-            return Err(Error::InvalidConfig(format!(
-                "seccomp: {what}: an empty string is not a syscall name"
-            )));
+            return Err(Error::InvalidConfig(format!("seccomp: {what}: an empty string is not a syscall name")));
         }
         for arg in rule.args().iter().flatten() {
             if arg.index() > MAX_ARG_INDEX {
@@ -77,15 +70,8 @@ pub(super) fn check(seccomp: &LinuxSeccomp) -> Result<c_ulong> {
             notify = true;
         }
     }
-    if notify
-        && seccomp
-            .listener_path()
-            .as_ref()
-            .is_none_or(|p| p.as_os_str().is_empty())
-    {
-        return Err(Error::InvalidConfig(
-            "seccomp: SCMP_ACT_NOTIFY requires listenerPath".into(),
-        ));
+    if notify && seccomp.listener_path().as_ref().is_none_or(|p| p.as_os_str().is_empty()) {
+        return Err(Error::InvalidConfig("seccomp: SCMP_ACT_NOTIFY requires listenerPath".into()));
     }
     filter_flags(seccomp.flags().as_deref().unwrap_or(&[]), notify)
 }
@@ -95,33 +81,23 @@ fn filter_flags(requested: &[LinuxSeccompFilterFlag], notify: bool) -> Result<c_
     let mut flags: c_ulong = 0;
     for flag in requested {
         let (bit, name) = match flag {
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => {
-                (libc::SECCOMP_FILTER_FLAG_TSYNC, "SECCOMP_FILTER_FLAG_TSYNC")
-            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => (libc::SECCOMP_FILTER_FLAG_TSYNC, "SECCOMP_FILTER_FLAG_TSYNC"),
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => (libc::SECCOMP_FILTER_FLAG_LOG, "SECCOMP_FILTER_FLAG_LOG"),
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
-                (libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW, "SECCOMP_FILTER_FLAG_SPEC_ALLOW")
-            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => (libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW, "SECCOMP_FILTER_FLAG_SPEC_ALLOW"),
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
                 if !notify {
                     return Err(Error::InvalidConfig(
                         "seccomp: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV requires an SCMP_ACT_NOTIFY rule".into(),
                     ));
                 }
-                (
-                    libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
-                    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-                )
+                (libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
             }
         };
         require_kernel_flag(bit, name)?;
         flags |= bit;
     }
     if notify {
-        require_kernel_flag(
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-            "SECCOMP_FILTER_FLAG_NEW_LISTENER (SCMP_ACT_NOTIFY)",
-        )?;
+        require_kernel_flag(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER, "SECCOMP_FILTER_FLAG_NEW_LISTENER (SCMP_ACT_NOTIFY)")?;
         flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
         if flags & libc::SECCOMP_FILTER_FLAG_TSYNC != 0 {
             // The listener fd and a TSYNC failure would share the return value; the kernel
@@ -141,9 +117,7 @@ fn require_kernel_flag(bit: c_ulong, name: &str) -> Result<()> {
     if kernel_supports_flag(bit) {
         Ok(())
     } else {
-        Err(Error::Unsupported(format!(
-            "seccomp: flag {name} is not supported by this kernel"
-        )))
+        Err(Error::Unsupported(format!("seccomp: flag {name} is not supported by this kernel")))
     }
 }
 
@@ -152,13 +126,6 @@ fn require_kernel_flag(bit: c_ulong, name: &str) -> Result<()> {
 fn kernel_supports_flag(bit: c_ulong) -> bool {
     // SAFETY: with a NULL program the kernel installs nothing; it only validates the flags
     // and then fails to copy the (absent) program.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            bit,
-            std::ptr::null::<libc::c_void>(),
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, bit, std::ptr::null::<libc::c_void>()) };
     rc < 0 && Errno::last() == Errno::EFAULT
 }

@@ -16,8 +16,8 @@ pub struct Env {
 }
 
 const APPLETS: &[&str] = &[
-    "sh", "id", "echo", "cat", "hostname", "pwd", "true", "false", "sleep", "ps", "ls", "kill", "grep", "wc", "head",
-    "trap", "seq", "touch", "test", "env", "printf",
+    "sh", "id", "echo", "cat", "hostname", "pwd", "true", "false", "sleep", "ps", "ls", "kill", "grep", "wc", "head", "trap", "seq",
+    "touch", "test", "env", "printf",
 ];
 
 impl Env {

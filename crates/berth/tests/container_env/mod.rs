@@ -15,8 +15,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
 /// busybox applets the tests use.
 const APPLETS: &[&str] = &[
-    "sh", "id", "echo", "cat", "hostname", "pwd", "true", "false", "ls", "grep", "touch", "sleep", "ps", "kill", "mkdir",
-    "stat", "wc", "head", "tr", "test", "[", "rm",
+    "sh", "id", "echo", "cat", "hostname", "pwd", "true", "false", "ls", "grep", "touch", "sleep", "ps", "kill", "mkdir", "stat", "wc",
+    "head", "tr", "test", "[", "rm",
 ];
 
 /// One test's scratch root.
@@ -56,7 +56,13 @@ impl Env {
     /// Run, assert success, return stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.berth(args);
-        assert!(out.status.success(), "berth {args:?}: {:?}\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "berth {args:?}: {:?}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -71,7 +77,11 @@ impl Env {
         });
         let mut b = tar::Builder::new(Vec::new());
         let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": [name], "Layers": ["layer.tar"]}]);
-        for (path, bytes) in [("manifest.json", serde_json::to_vec(&manifest).unwrap()), ("config.json", serde_json::to_vec(&image_config).unwrap()), ("layer.tar", layer)] {
+        for (path, bytes) in [
+            ("manifest.json", serde_json::to_vec(&manifest).unwrap()),
+            ("config.json", serde_json::to_vec(&image_config).unwrap()),
+            ("layer.tar", layer),
+        ] {
             let mut h = header(bytes.len() as u64, 0o644);
             b.append_data(&mut h, path, bytes.as_slice()).unwrap();
         }

@@ -58,7 +58,12 @@ impl Berth {
     /// Run, assert success, return stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "berth {args:?} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -299,11 +304,8 @@ impl OverlayMount {
         let target = dir.path().join("merged");
         std::fs::create_dir(&target).unwrap();
         let lowerdir = lower.iter().rev().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
-        let status = Command::new("mount")
-            .args(["-t", "overlay", "overlay", "-o", &format!("lowerdir={lowerdir}")])
-            .arg(&target)
-            .status()
-            .unwrap();
+        let status =
+            Command::new("mount").args(["-t", "overlay", "overlay", "-o", &format!("lowerdir={lowerdir}")]).arg(&target).status().unwrap();
         assert!(status.success(), "overlay mount of {lowerdir} failed");
         OverlayMount { target, _dir: dir }
     }

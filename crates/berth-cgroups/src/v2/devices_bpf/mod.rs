@@ -76,10 +76,8 @@ impl DeviceFilter {
             }
             bpf_error(cgroup_dir, e.source.kind(), msg)
         })?;
-        let old = syscall::query_attached(&cgroup)
-            .map_err(|e| op_error(cgroup_dir, "BPF_PROG_QUERY (BPF_CGROUP_DEVICE)", e))?;
-        syscall::attach(&cgroup, &prog)
-            .map_err(|e| op_error(cgroup_dir, "BPF_PROG_ATTACH (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)", e))?;
+        let old = syscall::query_attached(&cgroup).map_err(|e| op_error(cgroup_dir, "BPF_PROG_QUERY (BPF_CGROUP_DEVICE)", e))?;
+        syscall::attach(&cgroup, &prog).map_err(|e| op_error(cgroup_dir, "BPF_PROG_ATTACH (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)", e))?;
         detach_ids(cgroup_dir, &cgroup, &old)?;
         tracing::debug!(
             cgroup = %cgroup_dir.display(),
@@ -116,8 +114,7 @@ pub fn attached_programs(cgroup_dir: &Path) -> Result<Vec<u32>> {
 /// Detaches every device program of `cgroup_dir` (removing the directory does it too).
 pub fn detach_all(cgroup_dir: &Path) -> Result<()> {
     let cgroup = open_cgroup(cgroup_dir)?;
-    let ids = syscall::query_attached(&cgroup)
-        .map_err(|e| op_error(cgroup_dir, "BPF_PROG_QUERY (BPF_CGROUP_DEVICE)", e))?;
+    let ids = syscall::query_attached(&cgroup).map_err(|e| op_error(cgroup_dir, "BPF_PROG_QUERY (BPF_CGROUP_DEVICE)", e))?;
     detach_ids(cgroup_dir, &cgroup, &ids)
 }
 
@@ -132,9 +129,7 @@ fn detach_ids(cgroup_dir: &Path, cgroup: &OwnedFd, ids: &[u32]) -> Result<()> {
         match syscall::detach(cgroup, &prog) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => {
-                return Err(op_error(cgroup_dir, &format!("BPF_PROG_DETACH of the old device program {id}"), e))
-            }
+            Err(e) => return Err(op_error(cgroup_dir, &format!("BPF_PROG_DETACH of the old device program {id}"), e)),
         }
     }
     Ok(())

@@ -172,9 +172,7 @@ impl DevicePolicy {
                 return Err(rule_error(
                     index,
                     format!("{matches} {access}"),
-                    format!(
-                        "cannot punch a hole in the earlier wildcard rule \"{w} {held}\" (the v1 devices cgroup would ignore it)"
-                    ),
+                    format!("cannot punch a hole in the earlier wildcard rule \"{w} {held}\" (the v1 devices cgroup would ignore it)"),
                 ));
             }
         }
@@ -211,17 +209,15 @@ fn parse_rule(index: usize, r: &LinuxDeviceCgroup) -> Result<Rule> {
         match n {
             None => Ok(None),
             Some(n) if n < 0 => Ok(None),
-            Some(n) => u32::try_from(n)
-                .map(Some)
-                .map_err(|_| rule_error(index, format!("{what} {n}"), format!("{what} must fit in 32 bits"))),
+            Some(n) => {
+                u32::try_from(n).map(Some).map_err(|_| rule_error(index, format!("{what} {n}"), format!("{what} must fit in 32 bits")))
+            }
         }
     };
     let major = number("major", r.major())?;
     let minor = number("minor", r.minor())?;
     let text = r.access().as_deref().unwrap_or("");
-    let access = Access::parse(text).ok_or_else(|| {
-        rule_error(index, text.to_string(), "access must be made of r, w and m".into())
-    })?;
+    let access = Access::parse(text).ok_or_else(|| rule_error(index, text.to_string(), "access must be made of r, w and m".into()))?;
     Ok(Rule::Devices { allow: r.allow(), matches: DeviceMatch { major, minor, kind }, access })
 }
 
@@ -295,11 +291,9 @@ mod tests {
     fn invalid_type_access_and_numbers_are_named() {
         let err = DevicePolicy::from_rules(&rules(r#"[{"allow": true, "type": "p"}]"#)).unwrap_err();
         assert!(err.to_string().contains("devices[0]") && err.to_string().contains("FIFO"), "{err}");
-        let err = DevicePolicy::from_rules(&rules(r#"[{"allow": false}, {"allow": true, "type": "c", "access": "rx"}]"#))
-            .unwrap_err();
+        let err = DevicePolicy::from_rules(&rules(r#"[{"allow": false}, {"allow": true, "type": "c", "access": "rx"}]"#)).unwrap_err();
         assert!(err.to_string().contains("devices[1]") && err.to_string().contains("\"rx\""), "{err}");
-        let err = DevicePolicy::from_rules(&rules(r#"[{"allow": true, "type": "b", "major": 4294967296}]"#))
-            .unwrap_err();
+        let err = DevicePolicy::from_rules(&rules(r#"[{"allow": true, "type": "b", "major": 4294967296}]"#)).unwrap_err();
         assert!(err.to_string().contains("major 4294967296"), "{err}");
     }
 

@@ -73,9 +73,7 @@ fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
         // SAFETY: `attr` is a live, exclusively borrowed repr(C) prefix of union bpf_attr for
         // `cmd`, and its exact size is passed; any pointer inside it (instructions, license,
         // log, id array) is set by the caller to a buffer that outlives this call.
-        let r = unsafe {
-            libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, std::mem::size_of::<T>() as libc::c_uint)
-        };
+        let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, std::mem::size_of::<T>() as libc::c_uint) };
         if r >= 0 {
             return Ok(r);
         }
@@ -166,12 +164,8 @@ pub fn attach(cgroup: &OwnedFd, prog: &OwnedFd) -> io::Result<()> {
 
 /// Detaches `prog` from the cgroup `cgroup`.
 pub fn detach(cgroup: &OwnedFd, prog: &OwnedFd) -> io::Result<()> {
-    let mut attr = ProgAttachAttr {
-        target_fd: fd_u32(cgroup),
-        attach_bpf_fd: fd_u32(prog),
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: 0,
-    };
+    let mut attr =
+        ProgAttachAttr { target_fd: fd_u32(cgroup), attach_bpf_fd: fd_u32(prog), attach_type: BPF_CGROUP_DEVICE, attach_flags: 0 };
     bpf(BPF_PROG_DETACH, &mut attr).map(drop)
 }
 
